@@ -1,0 +1,1 @@
+"""tf_talkface.models subpackage."""

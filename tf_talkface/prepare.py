@@ -1,0 +1,616 @@
+"""``python -m tf_talkface.prepare``: talking-face videos (or original HDF5 files) -> TFRecords.
+
+Pipeline per video (parallel over clips, see :func:`prepare`):
+  1. dlib 68-point landmarks on every frame (cached per video content, so re-runs and other
+     recipes reuse them), resampled to 25 fps;
+  2. the audio track, decoded with ffmpeg and resampled to the recipe's rate, trimmed/padded by
+     at most ``max_frame_mismatch`` frames to the video's frame count;
+  3. 2018 recipe: log-mel delta features (exactly the original computation).
+Then, over all usable clips: deterministic splits, landmark normalisation per recipe (2020: PCA
+fitted on the training split only), sharded TFRecords and ``manifest.json`` (written last,
+atomically). Bad clips are skipped with a reason recorded in the manifest; they never abort a run.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tf_talkface import __version__
+from tf_talkface.config import FPS, RECIPES, RecipeConfig, recipe as make_recipe
+from tf_talkface.data.manifest import (FORMAT_VERSION, MANIFEST, SPLITS, write_json_atomic)
+
+log = logging.getLogger("tf_talkface.prepare")
+
+VIDEO_EXTS = (".mpg", ".mpeg", ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+MIN_FRAMES = 8
+WORK_DIR = ".work"
+
+
+class PrepareError(RuntimeError):
+    """Nothing usable was produced, or the arguments are inconsistent."""
+
+
+# --------------------------------------------------------------------------- discovery/splits
+
+@dataclass(frozen=True)
+class ClipJob:
+    """One video to process. ``clip_id`` is unique in the dataset (path relative to its root,
+    without extension, with the root folder's name in front); ``speaker`` is the parent folder."""
+
+    path: str
+    clip_id: str
+    speaker: str
+    source: str
+
+
+def find_videos(dirs: list[str | os.PathLike]) -> list[ClipJob]:
+    """All video files under ``dirs`` (recursive, sorted), as :class:`ClipJob` objects.
+
+    Raises:
+        PrepareError: a folder does not exist.
+    """
+    jobs = []
+    for d in dirs:
+        root = Path(d)
+        if not root.is_dir():
+            raise PrepareError(f"--videos {d}: not a folder")
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and p.suffix.lower() in VIDEO_EXTS:
+                rel = p.relative_to(root)
+                clip_id = str(Path(root.name) / rel.with_suffix(""))
+                speaker = p.parent.name if p.parent != root else root.name
+                jobs.append(ClipJob(str(p), clip_id, speaker, str(Path(root.name) / rel)))
+    ids = [j.clip_id for j in jobs]
+    dup = {i for i in ids if ids.count(i) > 1}
+    if dup:
+        raise PrepareError(f"clip ids collide (same folder name given twice?): {sorted(dup)[:5]}")
+    return jobs
+
+
+def parse_split(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` -> fractions of train/val/test (must sum to 1)."""
+    try:
+        parts = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
+        raise PrepareError(f"--split {text!r}: give three non-negative fractions summing to 1, "
+                           "e.g. 0.8,0.1,0.1")
+    return parts  # type: ignore[return-value]
+
+
+def assign_splits(keys: list[str], fractions: tuple[float, float, float], seed: int
+                  ) -> dict[str, str]:
+    """Deterministically assign each key (clip id or speaker) to train/val/test.
+
+    Keys are sorted, shuffled with ``numpy.random.default_rng(seed)`` and cut by the fractions
+    (rounded; every non-zero fraction gets at least one key when there are enough keys).
+    """
+    keys = sorted(set(keys))
+    order = np.random.default_rng(seed).permutation(len(keys))
+    n = len(keys)
+    counts = [int(round(f * n)) for f in fractions]
+    for i, f in enumerate(fractions):
+        if f > 0 and counts[i] == 0 and n >= sum(1 for x in fractions if x > 0):
+            counts[i] = 1
+    while sum(counts) > n:
+        counts[int(np.argmax(counts))] -= 1
+    counts[0] += n - sum(counts)
+    out, pos = {}, 0
+    for split, c in zip(SPLITS, counts):
+        for idx in order[pos:pos + c]:
+            out[keys[idx]] = split
+        pos += c
+    return out
+
+
+# --------------------------------------------------------------------------- per-clip work
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """Landmark cache shared by all datasets: ``$XDG_CACHE_HOME/tf_talkface/landmarks``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tf_talkface" / "landmarks"
+
+
+def cached_landmarks(path: str, cfg, cache_dir: Path | None) -> dict:
+    """dlib landmarks of a video at its native fps, from the cache or freshly extracted.
+
+    The cache key is the SHA-1 of the file's bytes and the landmark settings, so a renamed file
+    still hits and a changed file or setting misses. A failed extraction is cached too (its
+    reason), so a re-run does not retry it.
+
+    Returns:
+        dict with ``points`` (T, 68, 2) float32 pixels, ``fps``, ``interpolated``,
+        ``multi_face`` (lists of frame indices) — or ``error`` (str) when no usable face track.
+    """
+    from tf_talkface.face.landmarks import FaceError, LandmarkExtractor
+
+    key = None
+    if cache_dir is not None:
+        settings = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+        key = hashlib.sha1((_file_digest(path) + settings).encode()).hexdigest()
+        entry = cache_dir / key[:2] / f"{key}.npz"
+        if entry.is_file():
+            try:
+                with np.load(entry, allow_pickle=False) as z:
+                    meta = json.loads(str(z["meta"]))
+                    if "error" in meta:
+                        return meta
+                    meta["points"] = z["points"]
+                    return meta
+            except Exception:  # a damaged cache entry is just recomputed
+                entry.unlink(missing_ok=True)
+    try:
+        vl = _extractor(cfg).extract(path)
+        result = {"points": vl.points.astype(np.float32), "fps": float(vl.fps),
+                  "interpolated": list(map(int, vl.interpolated)),
+                  "multi_face": list(map(int, vl.multi_face))}
+    except FaceError as e:
+        result = {"error": str(e)}
+    if key is not None:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        meta = {k: v for k, v in result.items() if k != "points"}
+        tmp = entry.with_name(entry.name + f".{os.getpid()}.tmp.npz")
+        np.savez(tmp, meta=np.array(json.dumps(meta)),
+                 points=result.get("points", np.zeros((0, 68, 2), np.float32)))
+        os.replace(tmp, entry)
+    return result
+
+
+_EXTRACTORS: dict = {}
+
+
+def _extractor(cfg):
+    from tf_talkface.face.landmarks import LandmarkExtractor
+
+    key = dataclasses.astuple(cfg)
+    if key not in _EXTRACTORS:
+        _EXTRACTORS[key] = LandmarkExtractor(cfg)
+    return _EXTRACTORS[key]
+
+
+def process_clip(job: ClipJob, rcfg: RecipeConfig, work_dir: Path, cache_dir: Path | None) -> dict:
+    """Everything per clip that does not need the other clips. Runs in a worker process.
+
+    Writes ``work_dir/<n>.npz`` (atomically) with ``landmarks_raw`` (T, 68, 2) at 25 fps,
+    ``audio`` (T * hop,) float32 quantised to 16 bits, and ``features`` (T, 128) for the 2018
+    recipe; returns a summary dict (``ok`` True) or ``{"ok": False, "reason": ...}``.
+    A clip whose work file exists is not recomputed (resume).
+    """
+    from tf_talkface.audio.io import AudioError, is_silent, load_audio
+    from tf_talkface.face.landmarks import resample_fps
+
+    name = hashlib.sha1(job.clip_id.encode()).hexdigest()[:16]
+    work = work_dir / f"{name}.npz"
+    summary_path = work_dir / f"{name}.json"
+    if work.is_file() and summary_path.is_file():
+        with open(summary_path) as f:
+            return json.load(f)
+
+    def done(summary: dict) -> dict:
+        summary.update(clip_id=job.clip_id, speaker=job.speaker, source=job.source)
+        write_json_atomic(summary_path, summary, indent=None)
+        return summary
+
+    def skip(reason: str) -> dict:
+        s = {"ok": False, "reason": reason, "clip_id": job.clip_id, "speaker": job.speaker,
+             "source": job.source}
+        return s  # not written: a skipped clip is cheap to re-check except landmarks (cached)
+
+    try:
+        lm = cached_landmarks(job.path, rcfg.landmarks, cache_dir)
+    except Exception as e:  # never abort the run on one clip
+        return skip(f"landmark extraction failed: {type(e).__name__}: {e}")
+    if "error" in lm:
+        return skip(lm["error"])
+    points = resample_fps(lm["points"], lm["fps"], FPS)
+    n = int(points.shape[0])
+    if n < MIN_FRAMES:
+        return skip(f"too short: {n} frames at 25 fps (< {MIN_FRAMES})")
+
+    sr = rcfg.logmel.sample_rate if rcfg.name == "eskimez2018" else rcfg.waveform.sample_rate
+    hop = rcfg.logmel.hop_length if rcfg.name == "eskimez2018" else rcfg.waveform.hop
+    try:
+        audio = load_audio(job.path, sr)
+    except AudioError as e:
+        return skip(str(e))
+    except Exception as e:
+        return skip(f"audio decoding failed: {type(e).__name__}: {e}")
+    if is_silent(audio):
+        return skip(f"{job.path}: silent audio track")
+    audio_frames = len(audio) / hop
+    mismatch = int(round(audio_frames)) - n
+    if abs(mismatch) > rcfg.max_frame_mismatch:
+        return skip(f"{job.path}: audio is {audio_frames:.2f} frames long, video {n} frames "
+                    f"(more than {rcfg.max_frame_mismatch} apart)")
+    target = n * hop
+    audio = np.pad(audio[:target], (0, max(0, target - len(audio)))).astype(np.float32)
+    from tf_talkface.data.records import pcm16_bytes, pcm16_to_float
+    audio = pcm16_to_float(pcm16_bytes(audio))  # what the records will hold
+    arrays = {"landmarks_raw": points.astype(np.float32), "audio": audio}
+    if rcfg.name == "eskimez2018":
+        from tf_talkface.audio.features import logmel_delta_features
+        arrays["features"] = logmel_delta_features(audio, rcfg.logmel)[:n].astype(np.float32)
+    tmp = work.with_name(work.name + f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, work)
+    return done({"ok": True, "work": work.name, "num_frames": n, "fps_src": lm["fps"],
+                 "frame_adjust": mismatch, "interpolated_frames": lm["interpolated"],
+                 "multi_face_frames": lm["multi_face"]})
+
+
+def _worker_init():
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    logging.getLogger().setLevel(logging.WARNING)
+
+
+def _run_job(args):
+    job, rcfg, work_dir, cache_dir = args
+    try:
+        return process_clip(job, rcfg, work_dir, cache_dir)
+    except Exception as e:  # a bug on one clip must not take the run down
+        return {"ok": False, "reason": f"unexpected error: {type(e).__name__}: {e}",
+                "clip_id": job.clip_id, "speaker": job.speaker, "source": job.source}
+
+
+def run_jobs(jobs: list[ClipJob], rcfg: RecipeConfig, work_dir: Path, cache_dir: Path | None,
+             workers: int, progress: bool = True) -> list[dict]:
+    """Process clips in a pool of ``workers`` processes (spawned; 1 = in this process) with a
+    tqdm progress bar; results in the order of ``jobs``."""
+    from tqdm.auto import tqdm
+
+    args = [(j, rcfg, work_dir, cache_dir) for j in jobs]
+    bar = tqdm(total=len(jobs), unit="clip", desc="prepare", disable=not progress, smoothing=0.1)
+    results: list[dict | None] = [None] * len(jobs)
+    if workers <= 1:
+        for i, a in enumerate(args):
+            results[i] = _run_job(a)
+            bar.update()
+    else:
+        with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+            for i, res in pool.imap_unordered(_indexed, list(enumerate(args)), chunksize=1):
+                results[i] = res
+                bar.update()
+    bar.close()
+    return results  # type: ignore[return-value]
+
+
+def _indexed(item):
+    i, a = item
+    return i, _run_job(a)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+def resolve_mean_shape(path: str | None) -> tuple[np.ndarray | None, str]:
+    """The 2018 mean shape (68, 2): ``path`` if given, else the original's file in the shared
+    reference data, else None (then the dataset's own mean is used)."""
+    from tf_talkface.resources import reference_file
+
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise PrepareError(f"--mean-shape {path}: no such file")
+        ms = np.load(p)
+        if ms.size != 136:
+            raise PrepareError(f"--mean-shape {path}: expected 68x2 values, got shape {ms.shape}")
+        return ms.reshape(68, 2), str(p)
+    ref = reference_file("eskimez2018", "mean_shape.npy")
+    if ref is not None:
+        return np.load(ref).reshape(68, 2), "eskimez2018 original mean_shape.npy"
+    return None, ""
+
+
+def normalise_2018(raws: dict[str, np.ndarray], train_ids: list[str], mean_shape_path: str | None
+                   ) -> tuple[dict[str, np.ndarray], dict]:
+    """Eye alignment + expression transfer + /600 for every clip; returns (landmarks per clip,
+    manifest section)."""
+    from tf_talkface.face.normalize import align_eye_points, normalize_eskimez2018, prepare_mean_shape
+
+    ms, source = resolve_mean_shape(mean_shape_path)
+    if ms is None:
+        firsts = np.stack([align_eye_points(raws[c][:1])[0] for c in train_ids or list(raws)])
+        ms_aligned = firsts.mean(axis=0)
+        source = "dataset: mean of the eye-aligned first frames of the training clips"
+    else:
+        ms_aligned = prepare_mean_shape(ms)
+    out = {c: normalize_eskimez2018(r, ms_aligned) for c, r in raws.items()}
+    return out, {"mean_shape_aligned": np.round(ms_aligned, 6).tolist(), "mean_shape_source": source}
+
+
+def normalise_2020(raws: dict[str, np.ndarray], train_ids: list[str], rcfg: RecipeConfig,
+                   basis_path: str | None, dataset_dir: Path):
+    """Procrustes + identity removal + PCA (fitted on the training split unless a basis is given).
+
+    Returns (normalised landmarks per clip, PCA coefficients per clip, closed-mouth frame per
+    clip, basis)."""
+    from tf_talkface.face.normalize import (closed_mouth_frame, generalized_procrustes_mean,
+                                            normalize_eskimez2020, procrustes_align)
+    from tf_talkface.face.pca import PCABasis, fit_pca
+
+    basis = None
+    if basis_path:
+        try:
+            basis = PCABasis.load(basis_path)
+        except FileNotFoundError as e:
+            raise PrepareError(str(e)) from e
+        if basis.dim != 2:
+            raise PrepareError(f"--basis {basis_path}: a {basis.dim}D basis cannot be used with "
+                               "dlib's 2D landmarks (convert 3D data with --from-hdf5 instead)")
+        if basis.template is None:
+            raise PrepareError(f"--basis {basis_path}: the basis has no template face")
+        template = basis.template
+    else:
+        ids = train_ids or list(raws)
+        closed = []
+        for c in ids:
+            aligned = procrustes_align(raws[c])
+            closed.append(raws[c][closed_mouth_frame(aligned, rcfg.mouth_z_thresh)])
+        template = generalized_procrustes_mean(np.stack(closed))
+    norm, refs = {}, {}
+    for c, r in raws.items():
+        norm[c], refs[c] = normalize_eskimez2020(r, template, rcfg.mouth_z_thresh)
+    if basis is None:
+        ids = train_ids or list(raws)
+        basis = fit_pca(np.concatenate([norm[c].reshape(len(norm[c]), -1) for c in ids]),
+                        rcfg.n_pca, template=template,
+                        source=f"fitted on the training split of {dataset_dir.name}")
+    pca = {c: basis.project(v) for c, v in norm.items()}
+    return norm, pca, refs, basis
+
+
+def _stats(arrays: list[np.ndarray]) -> dict:
+    x = np.concatenate([a.reshape(len(a), -1) for a in arrays]).astype(np.float64)
+    return {"mean": np.round(x.mean(0), 6).tolist(), "std": np.round(x.std(0), 6).tolist(),
+            "min": float(x.min()), "max": float(x.max())}
+
+
+# --------------------------------------------------------------------------- writing
+
+def write_dataset(out: Path, manifest: dict, records) -> dict:
+    """Write shards per split and then the manifest, atomically.
+
+    ``records`` yields :class:`~tf_talkface.data.records.ClipRecord` objects. Any manifest of a
+    previous build is removed first, and stale shards after, so no manifest ever lists a missing
+    or partial shard. Returns the manifest.
+    """
+    from tf_talkface.data.records import SHARD_SUFFIX, ShardWriter, serialize_clip
+
+    (out / MANIFEST).unlink(missing_ok=True)
+    old = {p.name for p in out.glob(f"*{SHARD_SUFFIX}")}
+    run = time.strftime("%Y%m%d%H%M%S")
+    writers = {s: ShardWriter(out, f"{s}-{run}") for s in SPLITS}
+    clip_shard = {}
+    try:
+        for rec in records:
+            clip_shard[rec.clip_id] = writers[rec.split].write(serialize_clip(rec))
+    except BaseException:
+        for w in writers.values():
+            w.__exit__(RuntimeError, None, None)
+        raise
+    shards = []
+    for s, w in writers.items():
+        for name, n, size in w.close():
+            shards.append({"file": name, "split": s, "n_clips": n, "bytes": size})
+    for c in manifest["clips"]:
+        c["shard"] = clip_shard.get(c["clip_id"])
+    manifest["shards"] = shards
+    write_json_atomic(out / MANIFEST, manifest)
+    for name in old - {s["file"] for s in shards}:
+        (out / name).unlink(missing_ok=True)
+    return manifest
+
+
+def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez2018",
+            workers: int | None = None, split: str = "0.8,0.1,0.1", seed: int = 0,
+            split_by: str = "clip", cache_dir: str | None = None, basis: str | None = None,
+            mean_shape: str | None = None, max_clips: int | None = None,
+            keep_work: bool = False, progress: bool = True) -> dict:
+    """Build a TFRecord dataset from talking-face videos. Library entry point of the CLI.
+
+    Args:
+        videos: folders searched recursively for mpg/mp4/avi/mov/mkv/webm files.
+        out: dataset folder (created). recipe: ``eskimez2018`` or ``eskimez2020``.
+        workers: processes (default: CPU count). split: train,val,test fractions.
+        seed: split seed. split_by: ``clip`` or ``speaker``.
+        cache_dir: landmark cache (default :func:`default_cache_dir`; ``"none"`` disables).
+        basis: 2020 recipe: reuse a PCA basis + template (dataset folder or basis.json).
+        mean_shape: 2018 recipe: a (68, 2) ``.npy`` mean shape (default: the original's).
+        max_clips: only the first N videos (sorted), for quick trials.
+    Returns:
+        The manifest dict (also written to ``out/manifest.json``).
+    Raises:
+        PrepareError: bad arguments, or no usable clip at all.
+    """
+    t0 = time.time()
+    if recipe not in RECIPES:
+        raise PrepareError(f"--recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
+    if split_by not in ("clip", "speaker"):
+        raise PrepareError(f"--split-by {split_by!r}: choose clip or speaker")
+    fractions = parse_split(split)
+    rcfg = make_recipe(recipe)
+    jobs = find_videos(videos)
+    if max_clips:
+        jobs = jobs[:max_clips]
+    if not jobs:
+        raise PrepareError(f"no video files ({', '.join(VIDEO_EXTS)}) under {', '.join(map(str, videos))}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    work_dir = out / WORK_DIR
+    work_dir.mkdir(exist_ok=True)
+    cache = None if cache_dir == "none" else Path(cache_dir) if cache_dir else default_cache_dir()
+    workers = workers or os.cpu_count() or 1
+    log.info("%d videos, recipe %s, %d workers, landmark cache %s", len(jobs), recipe, workers, cache)
+
+    results = run_jobs(jobs, rcfg, work_dir, cache, workers, progress)
+    usable = [r for r in results if r["ok"]]
+    skipped = [{"clip_id": r["clip_id"], "source": r["source"], "reason": r["reason"]}
+               for r in results if not r["ok"]]
+    if not usable:
+        raise PrepareError(f"no usable clip among {len(jobs)} videos; first reasons: "
+                           + "; ".join(s["reason"] for s in skipped[:3]))
+
+    keys = [r["clip_id"] if split_by == "clip" else r["speaker"] for r in usable]
+    split_of = assign_splits(keys, fractions, seed)
+    for r in usable:
+        r["split"] = split_of[r["clip_id"] if split_by == "clip" else r["speaker"]]
+    train_ids = [r["clip_id"] for r in usable if r["split"] == "train"]
+
+    def load(r):
+        with np.load(work_dir / r["work"]) as z:
+            return {k: z[k] for k in z.files}
+
+    raws = {r["clip_id"]: load(r)["landmarks_raw"] for r in usable}
+    manifest: dict = {
+        "format_version": FORMAT_VERSION, "tool": "tf_talkface", "tool_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe": rcfg.to_dict(),
+        "sources": [str(v) for v in videos],
+        "split": {"fractions": list(fractions), "seed": seed, "by": split_by},
+        "landmark_cache": str(cache) if cache else None,
+    }
+    pca = refs = None
+    if recipe == "eskimez2018":
+        norm, section = normalise_2018(raws, train_ids, mean_shape)
+        manifest["normalisation"] = {"method": "eye alignment + expression transfer + /600",
+                                     **section}
+        schema = {"landmark_dim": 136, "feature_dim": rcfg.logmel.feature_dim, "n_pca": 0,
+                  "audio_sample_rate": rcfg.logmel.sample_rate, "hop": rcfg.logmel.hop_length}
+    else:
+        norm, pca, refs, basis_obj = normalise_2020(raws, train_ids, rcfg, basis, out)
+        basis_obj.save(out / "basis.json")
+        manifest["normalisation"] = {
+            "method": "Procrustes to template + identity removal (closed-mouth frame) + PCA",
+            "basis_file": "basis.json", "basis_source": basis_obj.source,
+            "n_pca": basis_obj.n_components,
+            "explained_variance_ratio": None if basis_obj.explained_variance_ratio is None
+            else np.round(basis_obj.explained_variance_ratio, 6).tolist()}
+        schema = {"landmark_dim": 136, "feature_dim": 0, "n_pca": basis_obj.n_components,
+                  "audio_sample_rate": rcfg.waveform.sample_rate, "hop": rcfg.waveform.hop}
+    manifest["schema"] = schema
+
+    clips = []
+    for r in usable:
+        c = {k: r[k] for k in ("clip_id", "speaker", "source", "split", "num_frames", "fps_src",
+                               "frame_adjust", "interpolated_frames", "multi_face_frames")}
+        if refs is not None:
+            c["closed_mouth_frame"] = refs[r["clip_id"]]
+        clips.append(c)
+    manifest["clips"] = clips
+    manifest["skipped"] = skipped
+    manifest["counts"] = {s: sum(1 for c in clips if c["split"] == s) for s in SPLITS}
+    manifest["counts"]["skipped"] = len(skipped)
+    manifest["counts"]["frames"] = int(sum(c["num_frames"] for c in clips))
+    tr = train_ids or list(raws)
+    manifest["feature_stats"] = {"landmarks": _stats([norm[c] for c in tr])}
+    if pca is not None:
+        manifest["feature_stats"]["pca"] = _stats([pca[c] for c in tr])
+
+    from tf_talkface.data.records import ClipRecord
+
+    def records():
+        for r in usable:
+            z = load(r)
+            cid = r["clip_id"]
+            yield ClipRecord(clip_id=cid, speaker=r["speaker"], split=r["split"], source=r["source"],
+                             recipe=recipe, audio=z["audio"], audio_sample_rate=schema["audio_sample_rate"],
+                             landmarks_raw=z["landmarks_raw"], landmarks=norm[cid],
+                             features=z.get("features"), pca=None if pca is None else pca[cid])
+
+    if recipe == "eskimez2018":
+        feats = [load(r)["features"] for r in usable if r["split"] == "train"] or \
+                [load(r)["features"] for r in usable]
+        manifest["feature_stats"]["features"] = _stats(feats)
+    manifest["seconds"] = round(time.time() - t0, 1)
+    manifest = write_dataset(out, manifest, records())
+    if not keep_work:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return manifest
+
+
+def summarize(manifest: dict) -> str:
+    """One human-readable paragraph about a prepared dataset, with the skip reasons."""
+    c = manifest["counts"]
+    lines = [f"{c['train']} train / {c['val']} val / {c['test']} test clips "
+             f"({c['frames']} frames), {c['skipped']} skipped, {len(manifest['shards'])} shards, "
+             f"{manifest.get('seconds', '?')} s"]
+    for s in manifest["skipped"][:20]:
+        lines.append(f"  skipped {s['source']}: {s['reason']}")
+    if len(manifest["skipped"]) > 20:
+        lines.append(f"  ... and {len(manifest['skipped']) - 20} more (see manifest.json)")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tf_talkface.prepare", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", action="append", metavar="DIR",
+                   help="folder of talking-face videos (repeatable)")
+    p.add_argument("--from-hdf5", metavar="FILE", help="convert an original HDF5 training file")
+    p.add_argument("--layout", choices=RECIPES, help="layout of --from-hdf5")
+    p.add_argument("--out", required=True, help="dataset folder, e.g. tfrecords/grid_s1_2018")
+    p.add_argument("--recipe", choices=RECIPES, default="eskimez2018")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions")
+    p.add_argument("--split-by", choices=("clip", "speaker"), default="clip")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--basis", help="2020: reuse a PCA basis/template (dataset folder, basis.json, "
+                                   "or a folder in the original 2020 layout for --from-hdf5)")
+    p.add_argument("--mean-shape", help="2018: (68,2) .npy mean shape (default: the original's)")
+    p.add_argument("--cache-dir", help="landmark cache folder ('none' to disable)")
+    p.add_argument("--max-clips", type=int, help="only the first N videos (quick trials)")
+    p.add_argument("--keep-work", action="store_true", help="keep per-clip work files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point; returns the exit code (0 ok, 1 nothing usable, 2 bad arguments)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.from_hdf5:
+            if args.videos:
+                raise PrepareError("give either --videos or --from-hdf5, not both")
+            if not args.layout:
+                raise PrepareError("--from-hdf5 needs --layout eskimez2018|eskimez2020")
+            from tf_talkface.data.hdf5 import import_hdf5
+            manifest = import_hdf5(args.from_hdf5, args.out, layout=args.layout, split=args.split,
+                                   seed=args.seed, basis=args.basis)
+        else:
+            if not args.videos:
+                raise PrepareError("give --videos DIR (or --from-hdf5 FILE --layout ...)")
+            manifest = prepare(args.videos, args.out, recipe=args.recipe, workers=args.workers,
+                               split=args.split, seed=args.seed, split_by=args.split_by,
+                               cache_dir=args.cache_dir, basis=args.basis,
+                               mean_shape=args.mean_shape, max_clips=args.max_clips,
+                               keep_work=args.keep_work, progress=not args.quiet)
+    except PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1 if str(e).startswith("no usable clip") else 2
+    print(summarize(manifest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
