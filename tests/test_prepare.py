@@ -1,0 +1,215 @@
+"""`prepare` end to end on real GRID clips plus every bad-input case, and its library pieces."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tf_talkface import prepare as P
+from tf_talkface.data.manifest import load_manifest, shard_paths
+from tf_talkface.data.records import RecordSpec, iter_clips
+from tf_talkface.resources import ffmpeg_exe
+
+GOOD = ["bbaf2n", "bbaf3s", "bbaf4p", "bbal6n", "bbal8p", "bbal9a"]
+
+
+def _ff(*args):
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, args)], check=True)
+
+
+@pytest.fixture(scope="module")
+def corpus(data_dir, tmp_path_factory):
+    """A folder of 6 real GRID clips (speaker folder s1) and a folder of broken/odd videos."""
+    root = tmp_path_factory.mktemp("corpus")
+    good = root / "grid" / "s1"
+    good.mkdir(parents=True)
+    src = data_dir / "grid" / "s1"
+    for g in GOOD:
+        (good / f"{g}.mp4").symlink_to(src / f"{g}.mp4")
+    bad = root / "bad" / "s9"
+    bad.mkdir(parents=True)
+    clip = src / "bbas1s.mp4"
+    (bad / "corrupt.mp4").write_bytes(np.random.default_rng(0).bytes(50_000))
+    (bad / "empty.avi").write_bytes(b"")
+    (bad / "truncated.mp4").write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])
+    _ff("-i", clip, "-an", "-c:v", "copy", bad / "noaudio.mp4")
+    _ff("-f", "lavfi", "-i", "color=c=gray:s=160x120:d=3:r=25", "-f", "lavfi", "-i",
+        "sine=frequency=300:duration=3", "-shortest", "-pix_fmt", "yuv420p", bad / "noface.mp4")
+    _ff("-i", clip, "-f", "lavfi", "-i", "anullsrc=r=44100:cl=mono", "-map", "0:v", "-map", "1:a",
+        "-c:v", "copy", "-shortest", bad / "silent.mp4")
+    _ff("-i", clip, "-t", "0.2", bad / "short.mp4")
+    _ff("-i", clip, "-t", "3", "-i", clip, "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+        "-af", "atrim=0:2", bad / "mismatch.mp4")
+    _ff("-i", clip, "-r", "30", bad / "fps30.mp4")  # other frame rate: resampled to 25 fps
+    return root
+
+
+@pytest.fixture(scope="module")
+def built(corpus, tmp_path_factory):
+    """Both recipes built over the same corpus, sharing one landmark cache."""
+    out = tmp_path_factory.mktemp("datasets")
+    cache = out / "cache"
+    m18 = P.prepare([corpus / "grid", corpus / "bad"], out / "d2018", "eskimez2018", workers=2,
+                    split="0.5,0.25,0.25", seed=3, cache_dir=str(cache), progress=False)
+    m20 = P.prepare([corpus / "grid", corpus / "bad"], out / "d2020", "eskimez2020", workers=2,
+                    split="0.5,0.25,0.25", seed=3, cache_dir=str(cache), progress=False)
+    return out, m18, m20
+
+
+def test_every_bad_input_is_skipped_with_its_reason(built):
+    _, m18, _ = built
+    reasons = {s["source"]: s["reason"] for s in m18["skipped"]}
+    expect = {
+        "bad/s9/corrupt.mp4": "corrupt.mp4",
+        "bad/s9/empty.avi": "empty",
+        "bad/s9/noaudio.mp4": "audio",
+        "bad/s9/noface.mp4": "face",
+        "bad/s9/silent.mp4": "silent",
+        "bad/s9/short.mp4": "too short",
+        "bad/s9/mismatch.mp4": "audio is 50",
+    }
+    for src, word in expect.items():
+        assert src in reasons, f"{src} was not skipped"
+        assert word in reasons[src].lower() or word in reasons[src], (src, reasons[src])
+    ids = {c["clip_id"] for c in m18["clips"]}
+    assert {f"grid/s1/{g}" for g in GOOD} <= ids
+    # other frame rates are resampled: 3 s at 30 fps -> 75 frames at 25 fps
+    fps30 = [c for c in m18["clips"] if c["source"] == "bad/s9/fps30.mp4"]
+    assert fps30 and fps30[0]["num_frames"] == 75 and abs(fps30[0]["fps_src"] - 30) < 0.01
+    # the truncated file is handled one way or the other without aborting the run
+    assert "bad/s9/truncated.mp4" in reasons or any(c["source"] == "bad/s9/truncated.mp4"
+                                                    for c in m18["clips"])
+
+
+def test_manifest_and_records_2018(built):
+    out, m18, _ = built
+    m = load_manifest(out / "d2018")
+    assert m == json.loads(json.dumps(m18))
+    assert {"clips", "skipped", "recipe", "schema", "shards", "split", "feature_stats"} <= set(m)
+    assert m["schema"]["feature_dim"] == 128 and m["recipe"]["name"] == "eskimez2018"
+    assert m["counts"]["train"] + m["counts"]["val"] + m["counts"]["test"] == len(m["clips"])
+    assert not list((out / "d2018").glob("*.tmp")) and not (out / "d2018" / P.WORK_DIR).exists()
+    spec = RecordSpec.from_manifest(m)
+    clips = {}
+    for split in ("train", "val", "test"):
+        for c in iter_clips(shard_paths(out / "d2018", m, split), spec):
+            assert c["split"] == split
+            clips[c["clip_id"]] = c
+    assert set(clips) == {c["clip_id"] for c in m["clips"]}
+    c = clips["grid/s1/bbaf2n"]
+    assert c["num_frames"] == 75 and c["features"].shape == (75, 128)
+    assert c["landmarks"].shape == (75, 136) and c["landmarks_raw"].shape == (75, 136)
+    assert c["audio"].shape == (75 * 1764,) and c["audio_sample_rate"] == 44100
+    lm = c["landmarks"].reshape(75, 68, 2)
+    assert 0 < lm.min() and lm.max() < 1  # normalised to ~[0, 1]
+    # the features are those of the stored audio, recomputed independently with librosa
+    import librosa
+    y = c["audio"]
+    S = np.abs(librosa.stft(y, n_fft=1764, hop_length=1764, win_length=1764, center=True,
+                            pad_mode="reflect")) / 883.0
+    mel = np.log(1e-16 + librosa.feature.melspectrogram(sr=44100, S=S ** 2, n_mels=64)).T
+    ref = np.concatenate([np.vstack([np.zeros((1, 64)), np.diff(mel, 1, axis=0)]),
+                          np.vstack([np.zeros((2, 64)), np.diff(mel, 2, axis=0)])], axis=1)[:75]
+    np.testing.assert_allclose(c["features"], ref, atol=2e-3)
+    # the raw landmarks are dlib's on the video, eye corners where a face would have them
+    raw = c["landmarks_raw"].reshape(75, 68, 2)
+    assert 0 < raw[..., 0].min() and raw[..., 0].max() < 360 and raw[..., 1].max() < 288
+    assert (raw[:, 36, 0] < raw[:, 45, 0]).all() and (raw[:, 57, 1] > raw[:, 30, 1]).all()
+
+
+def test_manifest_and_records_2020(built):
+    out, _, m20 = built
+    m = load_manifest(out / "d2020")
+    assert m["schema"]["n_pca"] == 6 and m["schema"]["audio_sample_rate"] == 8000
+    assert (out / "d2020" / "basis.json").is_file()
+    from tf_talkface.face.pca import PCABasis
+    basis = PCABasis.load(out / "d2020")
+    spec = RecordSpec.from_manifest(m)
+    clips = list(iter_clips(shard_paths(out / "d2020", m, "train"), spec))
+    assert clips
+    for c in clips:
+        t = c["num_frames"]
+        assert c["audio"].shape == (t * 320,) and c["pca"].shape == (t, 6)
+        np.testing.assert_allclose(c["pca"], basis.project(c["landmarks"]), atol=1e-4)
+        closed = [x for x in m["clips"] if x["clip_id"] == c["clip_id"]][0]["closed_mouth_frame"]
+        # identity removal: the closed-mouth frame equals the template
+        np.testing.assert_allclose(c["landmarks"][closed].reshape(68, 2), basis.template, atol=1e-5)
+    evr = m["normalisation"]["explained_variance_ratio"]
+    assert len(evr) == 6 and evr == sorted(evr, reverse=True) and sum(evr) < 1
+    # the same clips are used by both recipes, with the same splits (same seed)
+    m18 = load_manifest(out / "d2018")
+    assert {c["clip_id"]: c["split"] for c in m["clips"]} == {c["clip_id"]: c["split"] for c in m18["clips"]}
+
+
+def test_basis_reuse_and_test_only_split(built, corpus, tmp_path):
+    out, _, _ = built
+    m = P.prepare([corpus / "grid"], tmp_path / "eval", "eskimez2020", workers=1, split="0,0,1",
+                  basis=str(out / "d2020"), cache_dir=str(out / "cache"), progress=False)
+    assert m["counts"]["test"] == len(GOOD) and m["counts"]["train"] == 0
+    from tf_talkface.face.pca import PCABasis
+    a, b = PCABasis.load(out / "d2020"), PCABasis.load(tmp_path / "eval")
+    np.testing.assert_allclose(a.components, b.components)
+
+
+def test_rerun_resumes_from_the_landmark_cache(built, corpus, tmp_path):
+    out, m18, _ = built
+    import time
+    t = time.time()
+    m = P.prepare([corpus / "grid"], tmp_path / "again", "eskimez2018", workers=1,
+                  cache_dir=str(out / "cache"), progress=False)
+    # all landmarks come from the cache: far faster than extracting 6 x 75 frames again
+    assert time.time() - t < 30
+    first = {c["clip_id"]: c for c in m18["clips"]}
+    for c in m["clips"]:
+        assert c["num_frames"] == first[c["clip_id"]]["num_frames"]
+
+
+def test_killed_write_leaves_no_manifest_and_no_partial_shard(built, corpus, tmp_path, monkeypatch):
+    out, _, _ = built
+    from tf_talkface.data import records
+    real = records.serialize_clip
+    calls = {"n": 0}
+
+    def dying(rec):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # like Ctrl-C mid-write
+        return real(rec)
+
+    monkeypatch.setattr(records, "serialize_clip", dying)
+    with pytest.raises(KeyboardInterrupt):
+        P.prepare([corpus / "grid"], tmp_path / "ds", "eskimez2018", workers=1,
+                  cache_dir=str(out / "cache"), progress=False)
+    assert not (tmp_path / "ds" / "manifest.json").exists()
+    assert not list((tmp_path / "ds").glob("*.tmp"))
+    monkeypatch.setattr(records, "serialize_clip", real)
+    m = P.prepare([corpus / "grid"], tmp_path / "ds", "eskimez2018", workers=1,
+                  cache_dir=str(out / "cache"), progress=False)
+    assert load_manifest(tmp_path / "ds")["counts"]["train"] == m["counts"]["train"]
+
+
+def test_assign_splits_is_deterministic_and_by_speaker():
+    keys = [f"c{i}" for i in range(100)]
+    a = P.assign_splits(keys, (0.8, 0.1, 0.1), seed=1)
+    assert a == P.assign_splits(list(reversed(keys)), (0.8, 0.1, 0.1), seed=1)
+    assert [sum(v == s for v in a.values()) for s in ("train", "val", "test")] == [80, 10, 10]
+    assert a != P.assign_splits(keys, (0.8, 0.1, 0.1), seed=2)
+    assert set(P.assign_splits(keys, (0, 0, 1), seed=0).values()) == {"test"}
+    few = P.assign_splits(["s1", "s2", "s3"], (0.8, 0.1, 0.1), seed=0)
+    assert sorted(few.values()) == ["test", "train", "val"]
+
+
+def test_cli_exit_codes(tmp_path, corpus):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "tf_talkface.prepare", *map(str, a)],
+                                    capture_output=True, text=True)
+    r = run("--out", tmp_path / "x", "--videos", tmp_path / "nope")
+    assert r.returncode == 2 and "not a folder" in r.stderr
+    r = run("--out", tmp_path / "x", "--videos", corpus / "grid", "--split", "0.5,0.5")
+    assert r.returncode == 2 and "--split" in r.stderr
+    only_bad = tmp_path / "onlybad"
+    only_bad.mkdir()
+    (only_bad / "a.mp4").write_bytes(b"garbage" * 100)
+    r = run("--out", tmp_path / "y", "--videos", only_bad, "--workers", "1", "--quiet",
+            "--cache-dir", "none")
+    assert r.returncode == 1 and "no usable clip" in r.stderr
