@@ -16,7 +16,7 @@ import tensorflow as tf
 from tf_talkface.audio.features import mel_basis, min_samples
 from tf_talkface.config import LogMelConfig
 
-__all__ = ["LogMelDeltas", "ContextStack"]
+__all__ = ["LogMelDeltas", "ContextStack", "stack_context"]
 
 
 @keras.saving.register_keras_serializable(package="tf_talkface")
@@ -111,6 +111,23 @@ class LogMelDeltas(keras.layers.Layer):
         return config
 
 
+def stack_context(x: Any, context: int) -> tf.Tensor:
+    """TF op of :func:`~tf_talkface.audio.features.add_context` on the frame axis (-2).
+
+    ``x``: (..., frames, dim) float -> (..., frames, dim * (context + 1)): frame ``t`` becomes
+    ``concat(x_t, x_{t-1}, ..., x_{t-context})``, the first frame repeated where ``t - k < 0``.
+    Works on one clip (frames, dim) inside tf.data maps and on batches inside models.
+    """
+    x = tf.convert_to_tensor(x)
+    if context == 0:
+        return x
+    t = tf.shape(x)[-2]
+    first = x[..., :1, :]
+    padded = tf.concat([tf.repeat(first, context, axis=-2), x], axis=-2)
+    return tf.concat([padded[..., context - k: context - k + t, :] for k in range(context + 1)],
+                     axis=-1)
+
+
 @keras.saving.register_keras_serializable(package="tf_talkface")
 class ContextStack(keras.layers.Layer):
     """In-graph :func:`add_context`: (batch, frames, dim) -> (batch, frames, dim * (context + 1)).
@@ -131,14 +148,10 @@ class ContextStack(keras.layers.Layer):
         return (input_shape[0], input_shape[1], None if dim is None else dim * (self.context + 1))
 
     def call(self, inputs: Any) -> tf.Tensor:
-        c = self.context
-        if c == 0:
+        if self.context == 0:
             return inputs
-        x = tf.convert_to_tensor(inputs)
-        t = tf.shape(x)[1]
-        padded = tf.concat([tf.repeat(x[:, :1], c, axis=1), x], axis=1)
-        out = tf.concat([padded[:, c - k: c - k + t] for k in range(c + 1)], axis=-1)
-        out.set_shape(self.compute_output_shape(tuple(x.shape)))
+        out = stack_context(inputs, self.context)
+        out.set_shape(self.compute_output_shape(tuple(inputs.shape)))
         return out
 
     def get_config(self) -> dict[str, Any]:
