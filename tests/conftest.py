@@ -17,3 +17,32 @@ def data_dir():
     if d is None:
         pytest.skip(f"real data not found: set {DATA_ENV} or place it at ../shared/data")
     return d
+
+
+SMALL_CLIPS = ["bbaf2n", "bbaf3s", "bbaf4p", "bbal6n", "bbal8p", "bbal9a", "bbas1s", "bbas2p"]
+
+
+@pytest.fixture(scope="session")
+def landmark_cache(tmp_path_factory):
+    """One landmark cache for the whole test session (the tests' own, never the user's)."""
+    return tmp_path_factory.mktemp("landmark_cache")
+
+
+@pytest.fixture(scope="session")
+def small_datasets(data_dir, tmp_path_factory, landmark_cache):
+    """Both recipes prepared from 8 real GRID s1 clips (4 train / 2 val / 2 test).
+
+    Returns ``{"eskimez2018": Path, "eskimez2020": Path}``."""
+    from tf_talkface.prepare import prepare
+
+    root = tmp_path_factory.mktemp("small")
+    videos = root / "videos" / "s1"
+    videos.mkdir(parents=True)
+    for c in SMALL_CLIPS:
+        (videos / f"{c}.mp4").symlink_to(data_dir / "grid" / "s1" / f"{c}.mp4")
+    out = {}
+    for recipe in ("eskimez2018", "eskimez2020"):
+        out[recipe] = root / recipe
+        prepare([videos], out[recipe], recipe, workers=2, split="0.5,0.25,0.25", seed=0,
+                cache_dir=str(landmark_cache), progress=False)
+    return out

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++ start-up chatter out
+
 from tf_talkface import __version__
 from tf_talkface.config import FPS, RECIPES, RecipeConfig, recipe as make_recipe
 from tf_talkface.data.manifest import (FORMAT_VERSION, MANIFEST, SPLITS, write_json_atomic)

@@ -1,0 +1,126 @@
+"""Training end to end on real prepared clips: run folder contents, test metrics, paper
+defaults, flag errors, tf.distribute equivalence, kill-and-resume with BackupAndRestore."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tf_talkface.train import TrainConfig, TrainError, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _history(out):
+    with open(Path(out) / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_lstm_run_folder_and_metrics(small_datasets, tmp_path):
+    out = tmp_path / "lstm"
+    res = train(TrainConfig(data=str(small_datasets["eskimez2018"]), model="lstm", out=str(out),
+                            delay=1, context=3, units=16, epochs=4, batch_size=4), verbose=0)
+    for f in ("config.json", "manifest.json", "history.csv", "loss.png", "best.keras",
+              "final.keras", "metrics.json"):
+        assert (out / f).is_file(), f
+    assert not (out / "backup").exists()  # removed after a finished run
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["train"]["lr"] == 1e-3 and cfg["train"]["epochs"] == 4  # paper default lr
+    hist = _history(out)
+    assert len(hist) == 4 and float(hist[-1]["loss"]) < float(hist[0]["loss"])
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    assert test == res["test"] and test["n_clips"] == 2 and test["n_frames"] == 150
+    for k in ("all_rmse", "mouth_rmse", "lmd", "mouth_open_r"):
+        assert np.isfinite(test["model"][k]) or k == "mouth_open_r"
+        assert k in test["mean_face"]
+    assert 0 < test["mean_face"]["mouth_rmse"] < 0.1  # /600 canvas units
+
+
+def test_noise_resilient_cnn_run(small_datasets, data_dir, tmp_path):
+    out = tmp_path / "nr"
+    res = train(TrainConfig(data=str(small_datasets["eskimez2020"]), model="cnn", out=str(out),
+                            noise=str(data_dir / "noise"), epochs=2, steps_per_epoch=1, batch_size=2),
+                verbose=0)
+    hist = _history(out)
+    assert {"l1_clean", "l1_noisy", "feat_mse", "val_l1_noisy"} <= set(hist[0])
+    assert res["test"]["model"]["all_rmse"] > 0 and res["test"]["n_frames"] == 150
+
+
+def test_autoregressive_cnn_tc_run(small_datasets, tmp_path):
+    res = train(TrainConfig(data=str(small_datasets["eskimez2020"]), model="cnn_tc",
+                            out=str(tmp_path / "tc"), epochs=1, steps_per_epoch=1, batch_size=2),
+                verbose=0)
+    assert res["epochs_run"] == 1 and np.isfinite(res["test"]["model"]["all_rmse"])
+
+
+def test_incompatible_flags_are_refused(small_datasets, tmp_path):
+    d18, d20 = str(small_datasets["eskimez2018"]), str(small_datasets["eskimez2020"])
+    with pytest.raises(TrainError, match="--delay/--context belong to the lstm"):
+        train(TrainConfig(data=d20, model="cnn", out=str(tmp_path / "a"), delay=1))
+    with pytest.raises(TrainError, match="noise-resilient training\\) is defined for cnn"):
+        train(TrainConfig(data=d18, model="lstm", out=str(tmp_path / "b"), noise=str(tmp_path)))
+    r = subprocess.run([sys.executable, "-m", "tf_talkface.train", "--data", d20, "--model", "lstm",
+                        "--out", str(tmp_path / "c")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 2 and "needs an eskimez2018 dataset" in r.stderr
+    train(TrainConfig(data=d18, model="lstm", out=str(tmp_path / "d"), units=4, epochs=1), verbose=0)
+    with pytest.raises(TrainError, match="holds a different run"):
+        train(TrainConfig(data=d18, model="lstm", out=str(tmp_path / "d"), units=8, epochs=1))
+
+
+STRATEGY_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from tf_talkface.train import TrainConfig, train
+    data, out = sys.argv[1], sys.argv[2]
+    losses = {}
+    for strategy, batch in (("one_device", 4), ("mirrored", 2)):  # same global batch of 4
+        train(TrainConfig(data=data, model="lstm", out=f"{out}/{strategy}", units=8, dropout=0.0,
+                          epochs=3, batch_size=batch, strategy=strategy, cache=False), verbose=0)
+        with open(f"{out}/{strategy}/history.csv") as f:
+            losses[strategy] = [float(l.split(",")[1]) for l in f.readlines()[1:]]
+    print(json.dumps(losses))
+""")
+
+
+def test_mirrored_strategy_matches_one_device(small_datasets, tmp_path):
+    r = subprocess.run([sys.executable, "-c", STRATEGY_SCRIPT, str(small_datasets["eskimez2018"]),
+                        str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    losses = json.loads(r.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(losses["mirrored"], losses["one_device"], rtol=1e-4)
+
+
+def test_killed_run_resumes_with_backup_and_restore(small_datasets, tmp_path):
+    out = tmp_path / "resume"
+    cmd = [sys.executable, "-m", "tf_talkface.train", "--data", str(small_datasets["eskimez2018"]),
+           "--model", "lstm", "--units", "64", "--epochs", "40", "--batch-size", "2",
+           "--out", str(out), "--quiet", "--patience", "100"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        if (out / "history.csv").is_file() and len(_history(out)) >= 3:
+            break
+        if proc.poll() is not None:
+            pytest.fail("training ended before it could be killed: " + proc.stderr.read().decode()[-2000:])
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # like a preempted machine: no clean-up at all
+    proc.wait()
+    done_before = len(_history(out))
+    assert (out / "backup").is_dir() and done_before < 40
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    epochs = [int(h["epoch"]) for h in _history(out)]
+    # the restarted run continued from the backed-up epoch instead of starting again at 0
+    assert epochs[-1] == 39 and epochs.count(0) == 1
+    assert len(epochs) < 40 + done_before
+    assert not (out / "backup").exists()

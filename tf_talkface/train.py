@@ -1,0 +1,399 @@
+"""``python -m tf_talkface.train``: train a model on a prepared dataset under ``tf.distribute``.
+
+Example (the 2018 LSTM with a 1-frame delay and 3 frames of context)::
+
+    python -m tf_talkface.train --data tfrecords/grid_s1_2018 --model lstm --delay 1 --context 3 --out runs/lstm_d1_c3
+
+The run folder holds ``config.json`` (all settings + the dataset manifest's hash),
+``manifest.json`` (a copy of the dataset's), ``history.csv``, ``loss.png``, ``best.keras`` (best
+validation loss), ``final.keras``, ``metrics.json`` (test-split metrics beside a mean-face
+baseline), TensorBoard logs in ``tb/``, and ``backup/`` while training (``BackupAndRestore``: a
+killed run resumes when restarted with the same command).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++ start-up chatter out
+
+log = logging.getLogger("tf_talkface.train")
+
+PAPER_DEFAULTS = {
+    # Eskimez et al. 2018: Adam 1e-3, MSE, batch 128, 200 epochs.
+    "lstm": {"lr": 1e-3, "beta_1": 0.9, "loss": "mse", "epochs": 200, "patience": 20},
+    # Eskimez et al. 2020: Adam 1e-4, betas (0.5, 0.999), L1, batch 128, early stopping 20.
+    "cnn": {"lr": 1e-4, "beta_1": 0.5, "loss": "l1", "epochs": 200, "patience": 20},
+    "cnn_tc": {"lr": 1e-4, "beta_1": 0.5, "loss": "l1", "epochs": 200, "patience": 20},
+}
+
+
+class TrainError(ValueError):
+    """Incompatible flags or unusable data (the message says which and why)."""
+
+
+@dataclass
+class TrainConfig:
+    """All settings of a training run (saved as ``config.json`` in the run folder).
+
+    ``None`` fields take the paper's default for the model (:data:`PAPER_DEFAULTS`).
+    ``batch_size`` is per replica; the global batch is ``batch_size * replicas``.
+    """
+
+    data: str
+    model: str
+    out: str
+    noise: str | None = None
+    delay: int = 0
+    context: int = 0
+    units: int = 256
+    dropout: float = 0.2
+    epochs: int | None = None
+    batch_size: int = 128
+    lr: float | None = None
+    patience: int | None = None
+    seed: int = 0
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    steps_per_epoch: int | None = None
+    cache: bool = True
+    w_clean: float = 1.0
+    w_noisy: float = 1.0
+    w_feat: float = 1e-3
+    backup_every: int | None = None
+
+    def resolved(self) -> "TrainConfig":
+        d = PAPER_DEFAULTS.get(self.model)
+        if d is None:
+            raise TrainError(f"--model {self.model!r}: choose one of {', '.join(PAPER_DEFAULTS)}")
+        return dataclasses.replace(
+            self, epochs=self.epochs if self.epochs is not None else d["epochs"],
+            lr=self.lr if self.lr is not None else d["lr"],
+            patience=self.patience if self.patience is not None else d["patience"])
+
+    def check(self) -> None:
+        """Raise :class:`TrainError` for flag combinations that make no sense."""
+        if self.model != "lstm" and (self.delay or self.context):
+            raise TrainError(f"--delay/--context belong to the lstm (2018) model; the {self.model} "
+                             "model sees a fixed 7-frame window centred on each frame")
+        if self.model == "lstm" and self.noise:
+            raise TrainError("--noise (noise-resilient training) is defined for cnn and cnn_tc")
+        if self.delay < 0 or self.context < 0:
+            raise TrainError("--delay and --context must be >= 0")
+        if self.batch_size < 1:
+            raise TrainError("--batch-size must be >= 1")
+        if self.strategy not in ("auto", "mirrored", "multiworker", "one_device"):
+            raise TrainError(f"--strategy {self.strategy!r}: auto, mirrored, multiworker or one_device")
+        if self.noise and not Path(self.noise).is_dir():
+            raise TrainError(f"--noise {self.noise}: not a folder")
+
+
+def get_strategy(name: str):
+    """The ``tf.distribute`` strategy for ``--strategy``.
+
+    ``auto``: ``MirroredStrategy`` over all GPUs when there are several, else the default
+    (one device). ``mirrored``: ``MirroredStrategy`` over all visible GPUs, or over all logical
+    CPU devices when there is no GPU (how it is tested on a CPU machine). ``multiworker``:
+    ``MultiWorkerMirroredStrategy`` configured from ``TF_CONFIG``. ``one_device``: first GPU or
+    the CPU.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "mirrored":
+        if gpus:
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise TrainError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+
+
+def _file_sha1(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def build_for(cfg: TrainConfig, manifest: dict):
+    """Build and compile the Keras model for ``cfg`` (call inside ``strategy.scope()``).
+
+    Returns (model to fit, the inner prediction model)."""
+    import keras
+
+    from tf_talkface.models.registry import build_model
+
+    d = PAPER_DEFAULTS[cfg.model]
+    opt = keras.optimizers.Adam(learning_rate=cfg.lr, beta_1=d["beta_1"], beta_2=0.999)
+    if cfg.model == "lstm":
+        feat = manifest["schema"]["feature_dim"] * (cfg.context + 1)
+        model = build_model("lstm", input_dim=feat, units=cfg.units,
+                            output_dim=manifest["schema"]["landmark_dim"], dropout=cfg.dropout,
+                            recurrent_dropout=cfg.dropout)
+        model.compile(optimizer=opt, loss=keras.losses.MeanSquaredError(reduction="mean_with_sample_weight"),
+                      weighted_metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+        return model, model
+    net = build_model(cfg.model, n_out=manifest["schema"]["n_pca"], dropout=cfg.dropout)
+    if cfg.noise:
+        from tf_talkface.models.noise_resilient import NoiseResilientModel
+        nr = NoiseResilientModel(net, w_clean=cfg.w_clean, w_noisy=cfg.w_noisy, w_feat=cfg.w_feat)
+        nr.compile(optimizer=opt)
+        return nr, net
+    net.compile(optimizer=opt, loss=keras.losses.MeanAbsoluteError(reduction="mean_with_sample_weight"))
+    return net, net
+
+
+class LossCurve:
+    """Keras callback factory: redraws ``loss.png`` from ``history.csv`` after every epoch."""
+
+    @staticmethod
+    def make(csv_path: Path, png_path: Path):
+        import keras
+
+        class _Cb(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                plot_history(csv_path, png_path)
+
+        return _Cb()
+
+
+def plot_history(csv_path: Path, png_path: Path, title: str = "") -> None:
+    """Plot every ``*loss*`` column of a Keras ``CSVLogger`` file against the epoch (atomic PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not csv_path.is_file():
+        return
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in rows[0]:
+        if "loss" in key or key in ("l1_clean", "l1_noisy", "val_l1_clean", "val_l1_noisy"):
+            vals = [float(r[key]) if r.get(key) not in (None, "") else np.nan for r in rows]
+            ax.plot(epochs, vals, label=key, ls="--" if key.startswith("val_") else "-")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title or csv_path.parent.name)
+    fig.tight_layout()
+    tmp = png_path.with_name(png_path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+
+
+def evaluate_split(net, cfg: TrainConfig, split: str = "test", max_clips: int | None = None) -> dict:
+    """Test-split metrics of a trained prediction model beside the static mean-face baseline.
+
+    Predictions are compared with the true normalised landmarks (2018: 136-dim targets,
+    compared at the model's delayed alignment; 2020: PCA codes reconstructed to landmarks with
+    the dataset's basis; ``cnn_tc`` generates autoregressively from the template, no teacher
+    forcing). The mean face is the training split's mean landmark vector.
+    Returns ``{"model": {...}, "mean_face": {...}, "n_clips", "n_frames"}``, metrics in the
+    dataset's normalised units.
+    """
+    import tensorflow as tf
+
+    from tf_talkface import metrics as M
+    from tf_talkface.data.manifest import load_manifest
+    from tf_talkface.data.pipeline import WindowConfig, delay_targets, initial_condition, read_clips
+    from tf_talkface.audio.layers import stack_context
+
+    manifest = load_manifest(cfg.data)
+    mean_face = np.asarray(manifest["feature_stats"]["landmarks"]["mean"], np.float32)
+    basis = None
+    if cfg.model != "lstm":
+        from tf_talkface.face.pca import PCABasis
+        from tf_talkface.models.cnn import generate_tc, pad_and_scale_tf
+        basis = PCABasis.load(cfg.data)
+        init = tf.constant(initial_condition(cfg.data))[None]
+    preds, trues = [], []
+    for i, clip in enumerate(read_clips(cfg.data, split, manifest)):
+        if max_clips and i >= max_clips:
+            break
+        if cfg.model == "lstm":
+            x = stack_context(clip["features"], cfg.context)[None]
+            p = net(x, training=False)[0].numpy()
+            t = delay_targets(clip["landmarks"], cfg.delay).numpy()
+        else:
+            n = int(clip["num_frames"])
+            w = pad_and_scale_tf(clip["audio"], n)[None]
+            codes = (generate_tc(net, w, init) if cfg.model == "cnn_tc" else net(w, training=False))
+            p = basis.reconstruct(codes[0, :n].numpy()).reshape(n, -1)
+            t = clip["landmarks"].numpy()
+        preds.append(p)
+        trues.append(t)
+    if not preds:
+        return {}
+
+    def table(ps):
+        cat_p, cat_t = np.concatenate(ps), np.concatenate(trues)
+        return {"all_rmse": M.rmse(cat_p, cat_t), "mouth_rmse": M.mouth_rmse(cat_p, cat_t),
+                "lmd": M.lmd(cat_p, cat_t),
+                "mouth_open_r": float(np.nanmean([M.mouth_opening_correlation(p, t)
+                                                  for p, t in zip(ps, trues)]))}
+
+    return {"model": table(preds),
+            "mean_face": table([np.broadcast_to(mean_face, t.shape) for t in trues]),
+            "n_clips": len(preds), "n_frames": int(sum(len(t) for t in trues)),
+            "units": "normalised landmark coordinates of the dataset (2018: /600 canvas; "
+                     "2020: unit-norm Procrustes frame)"}
+
+
+def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
+    """Train ``cfg.model`` on ``cfg.data``; library entry point of the CLI.
+
+    Returns the metrics dict written to ``metrics.json``.
+
+    Raises:
+        TrainError: incompatible flags. DatasetError: missing/corrupt/mismatched data.
+    """
+    import keras
+    import tensorflow as tf
+
+    from tf_talkface.data.manifest import load_manifest
+    from tf_talkface.data.pipeline import WindowConfig, check_dataset_for_model, make_dataset
+
+    cfg = cfg.resolved()
+    cfg.check()
+    manifest = load_manifest(cfg.data)
+    check_dataset_for_model(manifest, cfg.model, cfg.data)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    record = {"train": dataclasses.asdict(cfg),
+              "manifest_sha1": _file_sha1(Path(cfg.data) / "manifest.json"),
+              "recipe": manifest["recipe"], "schema": manifest["schema"]}
+    if cfg_path.is_file():  # a restart must be the same run
+        old = json.loads(cfg_path.read_text())
+        if old.get("train") != record["train"] or old.get("manifest_sha1") != record["manifest_sha1"]:
+            raise TrainError(f"{out} holds a different run (config.json differs); use another --out")
+    from tf_talkface.data.manifest import write_json_atomic
+    write_json_atomic(cfg_path, record)
+    shutil.copyfile(Path(cfg.data) / "manifest.json", out / "manifest.json")
+
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = get_strategy(cfg.strategy)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = cfg.batch_size * replicas
+    window = WindowConfig(cfg.delay, cfg.context)
+    noise_bank = noise_val = None
+    if cfg.noise:
+        from tf_talkface.audio.noise import NoiseBank
+        noise_bank = NoiseBank.from_dir(cfg.noise, manifest["schema"]["audio_sample_rate"])
+        noise_val = noise_bank
+    train_ds = make_dataset(cfg.data, "train", cfg.model, global_batch, window, noise_bank,
+                            shuffle=True, seed=cfg.seed, cache=cfg.cache,
+                            repeat=cfg.steps_per_epoch is not None)
+    has_val = manifest["counts"]["val"] > 0
+    val_ds = make_dataset(cfg.data, "val", cfg.model, global_batch, window, noise_val,
+                          shuffle=False, seed=cfg.seed + 1, cache=cfg.cache) if has_val else None
+    with strategy.scope():
+        fit_model, net = build_for(cfg, manifest)
+    monitor = "val_loss" if has_val else "loss"
+    csv_path = out / "history.csv"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq=cfg.backup_every or "epoch",
+                                         delete_checkpoint=True),
+        keras.callbacks.TerminateOnNaN(),
+        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience),
+        keras.callbacks.CSVLogger(str(csv_path), append=True),
+        keras.callbacks.TensorBoard(str(out / "tb"), write_graph=False),
+        LossCurve.make(csv_path, out / "loss.png"),
+    ]
+    t0 = time.time()
+    hist = fit_model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                         steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    seconds = time.time() - t0
+    fit_model.save(out / "final.keras")
+    best_path = out / "best.keras"
+    if best_path.is_file():
+        from tf_talkface.models.registry import custom_objects
+        best = keras.saving.load_model(best_path, custom_objects=custom_objects())
+        net = best.model if hasattr(best, "w_feat") else best
+    results = {"history_last": {k: float(v[-1]) for k, v in hist.history.items()},
+               "epochs_run": len(hist.history.get("loss", [])), "train_seconds": round(seconds, 1),
+               "replicas": replicas, "global_batch": global_batch}
+    if manifest["counts"]["test"] > 0:
+        results["test"] = evaluate_split(net, cfg, "test")
+    write_json_atomic(out / "metrics.json", results)
+    plot_history(csv_path, out / "loss.png")
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m tf_talkface.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="tfrecords/grid_s1_2018", help="prepared dataset folder")
+    p.add_argument("--model", choices=sorted(PAPER_DEFAULTS), default="lstm")
+    p.add_argument("--out", help="run folder (default: runs/<model>_d<delay>_c<context>)")
+    p.add_argument("--noise", help="noise folder: noise-resilient training (cnn, cnn_tc)")
+    p.add_argument("--delay", type=int, default=0, help="lstm: target delay in frames (40 ms)")
+    p.add_argument("--context", type=int, default=0, help="lstm: previous frames of context")
+    p.add_argument("--units", type=int, default=256, help="lstm: units of the first 3 layers")
+    p.add_argument("--dropout", type=float, default=0.2, help="dropout (and LSTM recurrent dropout)")
+    p.add_argument("--epochs", type=int, help="default: 200 (papers)")
+    p.add_argument("--batch-size", type=int, default=128, help="per replica")
+    p.add_argument("--lr", type=float, help="default: 1e-3 (lstm) / 1e-4 (cnn)")
+    p.add_argument("--patience", type=int, help="early stopping patience (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "one_device"))
+    p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+    p.add_argument("--steps-per-epoch", type=int, help="repeat the data and cut epochs at N steps")
+    p.add_argument("--no-cache", action="store_true", help="do not cache parsed clips in memory")
+    p.add_argument("--w-clean", type=float, default=1.0)
+    p.add_argument("--w-noisy", type=float, default=1.0)
+    p.add_argument("--w-feat", type=float, default=1e-3)
+    p.add_argument("--backup-every", type=int, help="BackupAndRestore every N steps (default: each epoch)")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: exit 0 on success, 2 on bad flags or data."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = args.out or f"runs/{args.model}_d{args.delay}_c{args.context}"
+    cfg = TrainConfig(data=args.data, model=args.model, out=out, noise=args.noise, delay=args.delay,
+                      context=args.context, units=args.units, dropout=args.dropout, epochs=args.epochs,
+                      batch_size=args.batch_size, lr=args.lr, patience=args.patience, seed=args.seed,
+                      strategy=args.strategy, mixed_precision=args.mixed_precision,
+                      steps_per_epoch=args.steps_per_epoch, cache=not args.no_cache,
+                      w_clean=args.w_clean, w_noisy=args.w_noisy, w_feat=args.w_feat,
+                      backup_every=args.backup_every)
+    from tf_talkface.data.manifest import DatasetError
+    try:
+        results = train(cfg, verbose=0 if args.quiet else "auto")
+    except (TrainError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(results.get("test", results), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
