@@ -124,3 +124,41 @@ def test_killed_run_resumes_with_backup_and_restore(small_datasets, tmp_path):
     assert epochs[-1] == 39 and epochs.count(0) == 1
     assert len(epochs) < 40 + done_before
     assert not (out / "backup").exists()
+
+
+WORKER_SCRIPT = textwrap.dedent("""
+    import sys
+    from tf_talkface.train import TrainConfig, train
+    data, out = sys.argv[1], sys.argv[2]
+    train(TrainConfig(data=data, model="lstm", out=out, units=8, dropout=0.0, epochs=3,
+                      batch_size=2, strategy="multiworker", cache=False), verbose=0)
+""")
+
+
+def _free_ports(n):
+    import socket
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_multiworker_two_local_workers_match_one_device(small_datasets, tmp_path):
+    data = str(small_datasets["eskimez2018"])
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    procs = []
+    for i in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, data, str(tmp_path / f"w{i}")],
+                                      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+    outs = [p.communicate(timeout=600)[0].decode() for p in procs]
+    for p, o in zip(procs, outs):
+        assert p.returncode == 0, o[-3000:]
+    train(TrainConfig(data=data, model="lstm", out=str(tmp_path / "one"), units=8, dropout=0.0,
+                      epochs=3, batch_size=4, strategy="one_device", cache=False), verbose=0)
+    one = [float(h["loss"]) for h in _history(tmp_path / "one")]
+    multi = [float(h["loss"]) for h in _history(tmp_path / "w0")]
+    np.testing.assert_allclose(multi, one, rtol=1e-3)

@@ -111,6 +111,10 @@ def get_strategy(name: str):
     """
     import tensorflow as tf
 
+    if name == "multiworker":  # before anything that starts TF's context (listing devices does)
+        if "TF_CONFIG" not in os.environ:
+            raise TrainError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment")
+        return tf.distribute.MultiWorkerMirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     if name == "auto":
         return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -118,10 +122,6 @@ def get_strategy(name: str):
         if gpus:
             return tf.distribute.MirroredStrategy()
         return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
-    if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise TrainError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
@@ -155,6 +155,67 @@ def build_for(cfg: TrainConfig, manifest: dict):
         return nr, net
     net.compile(optimizer=opt, loss=keras.losses.MeanAbsoluteError(reduction="mean_with_sample_weight"))
     return net, net
+
+
+def _fix_multiworker_symbolic_build(model) -> None:
+    """Work around keras-team/keras#20585 (Keras 3 ``fit`` under MultiWorkerMirroredStrategy).
+
+
+    ``Trainer._maybe_symbolic_build`` all-reduces the first data batch across workers in eager
+    mode only to learn its shapes, and that cross-worker reduce of a ``PerReplica`` value fails.
+    Building from this worker's local replica batch gives the same shapes without the reduce.
+    Applied to multi-worker runs only.
+    """
+    import tensorflow as tf
+    from keras import tree
+
+    build = model._symbolic_build
+    strategy = model.distribute_strategy
+
+    def local(v):
+        return strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                data_batch = tree.map_structure(local, next(it))
+                break
+        with strategy.scope():
+            build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    _patch_multiworker_scalar_reduce()
+
+
+def _patch_multiworker_scalar_reduce() -> None:
+    """Second half of the keras-team/keras#20585 work-around: Keras' step function reduces the
+    per-replica step logs with ``strategy.reduce("MEAN", v, axis=0)`` under multi-worker
+    strategies, which fails for scalar metrics. Reduce scalars with ``axis=None`` (the mean over
+    all replicas) and leave everything else to Keras. Idempotent; only used for multi-worker runs.
+
+    Raises:
+        TrainError: this Keras version lacks the function being wrapped.
+    """
+    from keras import tree
+    from keras.src.backend.tensorflow import trainer as tft
+
+    orig = getattr(tft, "reduce_per_replica", None)
+    if orig is None or not hasattr(tft, "_collective_all_reduce_multi_worker"):
+        raise TrainError("--strategy multiworker: this Keras version changed its distributed "
+                         "trainer; tf_talkface's work-around for keras-team/keras#20585 does not apply")
+    if getattr(orig, "_tf_talkface", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tft._collective_all_reduce_multi_worker(strategy):
+            def one(v):
+                local = strategy.experimental_local_results(v)[0] if tft._is_per_replica_instance(v) else v
+                return strategy.reduce("MEAN", v, axis=0 if local.shape.rank else None)
+            return tree.map_structure(one, values)
+        return orig(values, strategy, reduction)
+
+    reduce_per_replica._tf_talkface = True
+    tft.reduce_per_replica = reduce_per_replica
 
 
 class LossCurve:
@@ -277,6 +338,9 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
 
     cfg = cfg.resolved()
     cfg.check()
+    # First TF call of the run: MultiWorkerMirroredStrategy must configure collective ops
+    # before the eager context starts.
+    strategy = get_strategy(cfg.strategy)
     manifest = load_manifest(cfg.data)
     check_dataset_for_model(manifest, cfg.model, cfg.data)
     out = Path(cfg.out)
@@ -296,7 +360,6 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = get_strategy(cfg.strategy)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
     window = WindowConfig(cfg.delay, cfg.context)
@@ -305,14 +368,25 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
         from tf_talkface.audio.noise import NoiseBank
         noise_bank = NoiseBank.from_dir(cfg.noise, manifest["schema"]["audio_sample_rate"])
         noise_val = noise_bank
+    # Several replicas: only whole global batches (tf.distribute would hand a replica an empty,
+    # zero-length padded batch otherwise); the validation batch shrinks to fit a small split.
+    multi = replicas > 1
+    n_train, n_val = manifest["counts"]["train"], manifest["counts"]["val"]
+    if multi and n_train < global_batch and cfg.steps_per_epoch is None:
+        raise TrainError(f"{cfg.data}: {n_train} training clips, fewer than the global batch "
+                         f"{global_batch} ({cfg.batch_size} x {replicas} replicas)")
     train_ds = make_dataset(cfg.data, "train", cfg.model, global_batch, window, noise_bank,
                             shuffle=True, seed=cfg.seed, cache=cfg.cache,
-                            repeat=cfg.steps_per_epoch is not None)
-    has_val = manifest["counts"]["val"] > 0
-    val_ds = make_dataset(cfg.data, "val", cfg.model, global_batch, window, noise_val,
-                          shuffle=False, seed=cfg.seed + 1, cache=cfg.cache) if has_val else None
+                            repeat=cfg.steps_per_epoch is not None, drop_remainder=multi)
+    val_batch = replicas * max(1, min(cfg.batch_size, n_val // replicas)) if multi else global_batch
+    has_val = n_val >= (replicas if multi else 1)
+    val_ds = make_dataset(cfg.data, "val", cfg.model, val_batch, window, noise_val,
+                          shuffle=False, seed=cfg.seed + 1, cache=cfg.cache,
+                          drop_remainder=multi) if has_val else None
     with strategy.scope():
         fit_model, net = build_for(cfg, manifest)
+    if cfg.strategy == "multiworker":
+        _fix_multiworker_symbolic_build(fit_model)
     monitor = "val_loss" if has_val else "loss"
     csv_path = out / "history.csv"
     callbacks = [

@@ -178,7 +178,11 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
         n = int(manifest["counts"][split])
         ds = ds.apply(tf.data.experimental.assert_cardinality(
             n // batch_size if drop_remainder else -(-n // batch_size)))
-    return ds.prefetch(AUTOTUNE)
+    # Multi-worker training: shard by element, which works for any number of shard files
+    # (FILE sharding needs at least one file per worker).
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(AUTOTUNE)
 
 
 def dataset_size(dataset_dir: str | os.PathLike, split: str) -> int:
