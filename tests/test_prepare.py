@@ -213,3 +213,15 @@ def test_cli_exit_codes(tmp_path, corpus):
     r = run("--out", tmp_path / "y", "--videos", only_bad, "--workers", "1", "--quiet",
             "--cache-dir", "none")
     assert r.returncode == 1 and "no usable clip" in r.stderr
+
+
+def test_split_by_speaker_keeps_each_speaker_in_one_split(built, corpus, tmp_path):
+    out, _, _ = built
+    m = P.prepare([corpus / "grid", corpus / "bad"], tmp_path / "spk", "eskimez2018", workers=1,
+                  split="0.5,0.5,0", split_by="speaker", cache_dir=str(out / "cache"), progress=False)
+    by_speaker = {}
+    for c in m["clips"]:
+        by_speaker.setdefault(c["speaker"], set()).add(c["split"])
+    assert set(by_speaker) == {"s1", "s9"}
+    assert all(len(s) == 1 for s in by_speaker.values())
+    assert {next(iter(s)) for s in by_speaker.values()} == {"train", "val"}
