@@ -89,7 +89,7 @@ def test_manifest_and_records_2018(built):
     assert {"clips", "skipped", "recipe", "schema", "shards", "split", "feature_stats"} <= set(m)
     assert m["schema"]["feature_dim"] == 128 and m["recipe"]["name"] == "eskimez2018"
     assert m["counts"]["train"] + m["counts"]["val"] + m["counts"]["test"] == len(m["clips"])
-    assert not list((out / "d2018").glob("*.tmp")) and not (out / "d2018" / P.WORK_DIR).exists()
+    assert not list((out / "d2018").glob("*.tmp")) and not list((out / "d2018").glob(P.WORK_DIR + "*"))
     spec = RecordSpec.from_manifest(m)
     clips = {}
     for split in ("train", "val", "test"):
@@ -144,6 +144,10 @@ def test_manifest_and_records_2020(built):
 
 def test_basis_reuse_and_test_only_split(built, corpus, tmp_path):
     out, _, _ = built
+    # without a basis, a test-only 2020 dataset would fit its template/PCA on test clips: refused
+    with pytest.raises(P.PrepareError, match="no clip in the training split"):
+        P.prepare([corpus / "grid"], tmp_path / "leak", "eskimez2020", workers=1, split="0,0,1",
+                  cache_dir=str(out / "cache"), progress=False)
     m = P.prepare([corpus / "grid"], tmp_path / "eval", "eskimez2020", workers=1, split="0,0,1",
                   basis=str(out / "d2020"), cache_dir=str(out / "cache"), progress=False)
     assert m["counts"]["test"] == len(GOOD) and m["counts"]["train"] == 0

@@ -150,9 +150,9 @@ def test_multiworker_two_local_workers_match_one_device(small_datasets, tmp_path
     data = str(small_datasets["eskimez2018"])
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
-    for i in range(2):
+    for i in range(2):  # both workers get the same --out: the chief writes it, worker 1 a subfolder
         env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))
-        procs.append(subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, data, str(tmp_path / f"w{i}")],
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, data, str(tmp_path / "mw")],
                                       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
     outs = [p.communicate(timeout=600)[0].decode() for p in procs]
     for p, o in zip(procs, outs):
@@ -160,5 +160,22 @@ def test_multiworker_two_local_workers_match_one_device(small_datasets, tmp_path
     train(TrainConfig(data=data, model="lstm", out=str(tmp_path / "one"), units=8, dropout=0.0,
                       epochs=3, batch_size=4, strategy="one_device", cache=False), verbose=0)
     one = [float(h["loss"]) for h in _history(tmp_path / "one")]
-    multi = [float(h["loss"]) for h in _history(tmp_path / "w0")]
+    multi = [float(h["loss"]) for h in _history(tmp_path / "mw")]
     np.testing.assert_allclose(multi, one, rtol=1e-3)
+    other = [float(h["loss"]) for h in _history(tmp_path / "mw" / "workers" / "worker-1")]
+    np.testing.assert_allclose(other, multi, rtol=1e-6)  # epoch logs are global on every worker
+    assert len(_history(tmp_path / "mw")) == 3  # no duplicate rows from the second worker
+
+
+def test_previous_best_and_chief_out(tmp_path, monkeypatch):
+    from tf_talkface.train import chief_out, previous_best
+    (tmp_path / "history.csv").write_text("epoch,loss,val_loss\n0,3,2.0\n1,2,1.5\n2,1,1.7\n3,1,1.9\n")
+    assert previous_best(tmp_path / "history.csv", "val_loss") == (1.5, 2)
+    assert previous_best(tmp_path / "none.csv", "val_loss") == (None, 0)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a", "b"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    assert chief_out(tmp_path, "multiworker") == tmp_path / "workers" / "worker-1"
+    assert chief_out(tmp_path, "mirrored") == tmp_path
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["c"], "worker": ["a"]},
+                                                "task": {"type": "worker", "index": 0}}))
+    assert chief_out(tmp_path, "multiworker") == tmp_path / "workers" / "worker-0"

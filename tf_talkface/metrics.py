@@ -13,12 +13,13 @@ from tf_talkface.face.topology import MOUTH
 
 
 def _as_points(x: np.ndarray) -> np.ndarray:
+    """(..., 68, D) stays; (..., 68*D) with D in (2, 3) becomes (..., 68, D)."""
     x = np.asarray(x, np.float64)
-    if x.shape[-1] in (136, 204) and x.shape[-2:] != (68, x.shape[-1]):
-        x = x.reshape(*x.shape[:-1], 68, x.shape[-1] // 68)
-    if x.shape[-2] != 68:
-        raise ValueError(f"expected (..., 68, D) or (..., 68*D) landmarks, got {x.shape}")
-    return x
+    if x.ndim >= 2 and x.shape[-2] == 68 and x.shape[-1] in (2, 3):
+        return x
+    if x.shape[-1] in (136, 204):
+        return x.reshape(*x.shape[:-1], 68, x.shape[-1] // 68)
+    raise ValueError(f"expected (..., 68, D) or (..., 68*D) landmarks, got {x.shape}")
 
 
 def _weights(shape, weights):

@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +145,7 @@ def cached_landmarks(path: str, cfg, cache_dir: Path | None) -> dict:
         dict with ``points`` (T, 68, 2) float32 pixels, ``fps``, ``interpolated``,
         ``multi_face`` (lists of frame indices) — or ``error`` (str) when no usable face track.
     """
-    from tf_talkface.face.landmarks import FaceError, LandmarkExtractor
+    from tf_talkface.face.landmarks import FaceError
 
     key = None
     if cache_dir is not None:
@@ -290,17 +290,26 @@ def run_jobs(jobs: list[ClipJob], rcfg: RecipeConfig, work_dir: Path, cache_dir:
             results[i] = _run_job(a)
             bar.update()
     else:
-        with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
-            for i, res in pool.imap_unordered(_indexed, list(enumerate(args)), chunksize=1):
-                results[i] = res
+        # ProcessPoolExecutor (not mp.Pool): a worker killed by the OS (out of memory, a crash in
+        # a native library) raises BrokenProcessPool instead of hanging; its clips are skipped
+        # with that reason and a re-run retries them.
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            futures = {pool.submit(_run_job, a): i for i, a in enumerate(args)}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    results[i] = fut.result()
+                except Exception as e:
+                    j = jobs[i]
+                    results[i] = {"ok": False, "clip_id": j.clip_id, "speaker": j.speaker,
+                                  "source": j.source,
+                                  "reason": f"worker process failed: {type(e).__name__}: {e}"}
                 bar.update()
     bar.close()
     return results  # type: ignore[return-value]
-
-
-def _indexed(item):
-    i, a = item
-    return i, _run_job(a)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -332,12 +341,17 @@ def normalise_2018(raws: dict[str, np.ndarray], train_ids: list[str], mean_shape
 
     ms, source = resolve_mean_shape(mean_shape_path)
     if ms is None:
-        firsts = np.stack([align_eye_points(raws[c][:1])[0] for c in train_ids or list(raws)])
+        firsts = np.stack([align_eye_points(raws[c][:1])[0] for c in train_ids])
         ms_aligned = firsts.mean(axis=0)
         source = "dataset: mean of the eye-aligned first frames of the training clips"
     else:
         ms_aligned = prepare_mean_shape(ms)
-    out = {c: normalize_eskimez2018(r, ms_aligned) for c, r in raws.items()}
+    out = {}
+    for c, r in raws.items():
+        try:
+            out[c] = normalize_eskimez2018(r, ms_aligned)
+        except ValueError as e:  # degenerate landmarks (e.g. coinciding eye corners): this clip only
+            out[c] = e
     return out, {"mean_shape_aligned": np.round(ms_aligned, 6).tolist(), "mean_shape_source": source}
 
 
@@ -364,21 +378,28 @@ def normalise_2020(raws: dict[str, np.ndarray], train_ids: list[str], rcfg: Reci
             raise PrepareError(f"--basis {basis_path}: the basis has no template face")
         template = basis.template
     else:
-        ids = train_ids or list(raws)
+        ids = train_ids
         closed = []
         for c in ids:
-            aligned = procrustes_align(raws[c])
+            try:
+                aligned = procrustes_align(raws[c])
+            except ValueError:  # degenerate clip: reported as skipped by the normalisation below
+                continue
             closed.append(raws[c][closed_mouth_frame(aligned, rcfg.mouth_z_thresh)])
         template = generalized_procrustes_mean(np.stack(closed))
     norm, refs = {}, {}
     for c, r in raws.items():
-        norm[c], refs[c] = normalize_eskimez2020(r, template, rcfg.mouth_z_thresh)
+        try:
+            norm[c], refs[c] = normalize_eskimez2020(r, template, rcfg.mouth_z_thresh)
+        except ValueError as e:  # degenerate landmarks: this clip only
+            norm[c] = e
     if basis is None:
-        ids = train_ids or list(raws)
-        basis = fit_pca(np.concatenate([norm[c].reshape(len(norm[c]), -1) for c in ids]),
+        ids = train_ids
+        basis = fit_pca(np.concatenate([norm[c].reshape(len(norm[c]), -1) for c in ids
+                                        if not isinstance(norm[c], Exception)]),
                         rcfg.n_pca, template=template,
                         source=f"fitted on the training split of {dataset_dir.name}")
-    pca = {c: basis.project(v) for c, v in norm.items()}
+    pca = {c: basis.project(v) for c, v in norm.items() if not isinstance(v, Exception)}
     return norm, pca, refs, basis
 
 
@@ -459,7 +480,8 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
         raise PrepareError(f"no video files ({', '.join(VIDEO_EXTS)}) under {', '.join(map(str, videos))}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    work_dir = out / WORK_DIR
+    settings_key = hashlib.sha1(json.dumps(rcfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    work_dir = out / f"{WORK_DIR}-{settings_key}"  # a resume never mixes recipes or settings
     work_dir.mkdir(exist_ok=True)
     cache = None if cache_dir == "none" else Path(cache_dir) if cache_dir else default_cache_dir()
     workers = workers or os.cpu_count() or 1
@@ -478,6 +500,13 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
     for r in usable:
         r["split"] = split_of[r["clip_id"] if split_by == "clip" else r["speaker"]]
     train_ids = [r["clip_id"] for r in usable if r["split"] == "train"]
+    if not train_ids and recipe == "eskimez2020" and not basis:
+        raise PrepareError("no clip in the training split: the template face and PCA basis are "
+                           "fitted on training clips only; give --basis DATASET (e.g. the dataset "
+                           "the model was trained on) to prepare an evaluation-only dataset")
+    if not train_ids and recipe == "eskimez2018" and resolve_mean_shape(mean_shape)[0] is None:
+        raise PrepareError("no clip in the training split and no mean shape: give --mean-shape "
+                           "FILE (the 2018 mean shape) to prepare an evaluation-only dataset")
 
     def load(r):
         with np.load(work_dir / r["work"]) as z:
@@ -491,6 +520,9 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
         "split": {"fractions": list(fractions), "seed": seed, "by": split_by},
         "landmark_cache": str(cache) if cache else None,
     }
+    # From here on the dataset folder changes: drop the old manifest first, so no reader pairs
+    # it with a new basis.json or new shards.
+    (out / MANIFEST).unlink(missing_ok=True)
     pca = refs = None
     if recipe == "eskimez2018":
         norm, section = normalise_2018(raws, train_ids, mean_shape)
@@ -510,6 +542,15 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
         schema = {"landmark_dim": 136, "feature_dim": 0, "n_pca": basis_obj.n_components,
                   "audio_sample_rate": rcfg.waveform.sample_rate, "hop": rcfg.waveform.hop}
     manifest["schema"] = schema
+    failed = {c: v for c, v in norm.items() if isinstance(v, Exception)}
+    for c, e in failed.items():
+        r = next(r for r in usable if r["clip_id"] == c)
+        skipped.append({"clip_id": c, "source": r["source"], "reason": f"{r['source']}: normalisation failed: {e}"})
+        del norm[c]
+    usable = [r for r in usable if r["clip_id"] not in failed]
+    train_ids = [c for c in train_ids if c not in failed]
+    if not usable:
+        raise PrepareError("no usable clip: normalisation failed for all of them")
 
     clips = []
     for r in usable:
@@ -523,8 +564,10 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
     manifest["counts"] = {s: sum(1 for c in clips if c["split"] == s) for s in SPLITS}
     manifest["counts"]["skipped"] = len(skipped)
     manifest["counts"]["frames"] = int(sum(c["num_frames"] for c in clips))
-    tr = train_ids or list(raws)
-    manifest["feature_stats"] = {"landmarks": _stats([norm[c] for c in tr])}
+    # statistics of the training split (of all clips for an evaluation-only dataset; recorded)
+    tr = train_ids or list(norm)
+    manifest["feature_stats"] = {"landmarks": _stats([norm[c] for c in tr]),
+                                 "from": "train" if train_ids else "all clips (no training split)"}
     if pca is not None:
         manifest["feature_stats"]["pca"] = _stats([pca[c] for c in tr])
 

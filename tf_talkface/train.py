@@ -32,8 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++
 log = logging.getLogger("tf_talkface.train")
 
 PAPER_DEFAULTS = {
-    # Eskimez et al. 2018: Adam 1e-3, MSE, batch 128, 200 epochs.
-    "lstm": {"lr": 1e-3, "beta_1": 0.9, "loss": "mse", "epochs": 200, "patience": 20},
+    # Eskimez et al. 2018: Adam 1e-3, MSE, batch 128, 200 epochs, no early stopping (patience 0).
+    "lstm": {"lr": 1e-3, "beta_1": 0.9, "loss": "mse", "epochs": 200, "patience": 0},
     # Eskimez et al. 2020: Adam 1e-4, betas (0.5, 0.999), L1, batch 128, early stopping 20.
     "cnn": {"lr": 1e-4, "beta_1": 0.5, "loss": "l1", "epochs": 200, "patience": 20},
     "cnn_tc": {"lr": 1e-4, "beta_1": 0.5, "loss": "l1", "epochs": 200, "patience": 20},
@@ -127,6 +127,47 @@ def get_strategy(name: str):
 
 def _file_sha1(path: Path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def previous_best(csv_path: Path, monitor: str) -> tuple[float | None, int]:
+    """From a (resumed) run's ``history.csv``: the best ``monitor`` value so far and the number
+    of epochs since it (what ModelCheckpoint/EarlyStopping would have held in memory)."""
+    if not csv_path.is_file():
+        return None, 0
+    with open(csv_path) as f:
+        vals = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor) not in (None, "")]
+    if not vals:
+        return None, 0
+    i = int(np.argmin(vals))
+    return vals[i], len(vals) - 1 - i
+
+
+def resumable_early_stopping(monitor: str, patience: int, best: float | None, wait: int):
+    """``EarlyStopping`` that starts from the best value and wait count of the epochs before a
+    restart (Keras resets both on ``on_train_begin``; ``BackupAndRestore`` restores only weights,
+    optimizer and epoch)."""
+    import keras
+
+    class _ES(keras.callbacks.EarlyStopping):
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            if best is not None:
+                self.best, self.wait = best, wait
+
+    return _ES(monitor=monitor, patience=patience)
+
+
+def chief_out(out: Path, strategy_name: str) -> Path:
+    """Multi-worker runs: only the chief (task ``chief``, or ``worker`` 0 when there is no chief)
+    writes the run folder; the other workers write ``out/workers/<type>-<index>`` (their own
+    backups and logs, never the chief's files)."""
+    if strategy_name != "multiworker":
+        return out
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    is_chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in cluster)
+    return out if is_chief else out / "workers" / f"{kind}-{index}"
 
 
 def build_for(cfg: TrainConfig, manifest: dict):
@@ -343,7 +384,7 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     strategy = get_strategy(cfg.strategy)
     manifest = load_manifest(cfg.data)
     check_dataset_for_model(manifest, cfg.model, cfg.data)
-    out = Path(cfg.out)
+    out = chief_out(Path(cfg.out), cfg.strategy)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     record = {"train": dataclasses.asdict(cfg),
@@ -389,16 +430,19 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
         _fix_multiworker_symbolic_build(fit_model)
     monitor = "val_loss" if has_val else "loss"
     csv_path = out / "history.csv"
+    best, wait = previous_best(csv_path, monitor)  # a resumed run keeps its best so far
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup"), save_freq=cfg.backup_every or "epoch",
                                          delete_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
-        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience),
+        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor=monitor, save_best_only=True,
+                                        initial_value_threshold=best),
         keras.callbacks.CSVLogger(str(csv_path), append=True),
         keras.callbacks.TensorBoard(str(out / "tb"), write_graph=False),
         LossCurve.make(csv_path, out / "loss.png"),
     ]
+    if cfg.patience:
+        callbacks.insert(3, resumable_early_stopping(monitor, cfg.patience, best, wait))
     t0 = time.time()
     hist = fit_model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
                          steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=verbose)
@@ -433,7 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="default: 200 (papers)")
     p.add_argument("--batch-size", type=int, default=128, help="per replica")
     p.add_argument("--lr", type=float, help="default: 1e-3 (lstm) / 1e-4 (cnn)")
-    p.add_argument("--patience", type=int, help="early stopping patience (default 20)")
+    p.add_argument("--patience", type=int, help="early stopping patience in epochs, 0 = off "
+                                                "(default: 0 for lstm, 20 for cnn/cnn_tc, as the papers)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "one_device"))
     p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")

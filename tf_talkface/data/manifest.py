@@ -30,6 +30,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1)
             json.dump(obj, f, indent=indent)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; others may read datasets
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

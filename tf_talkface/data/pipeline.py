@@ -90,8 +90,9 @@ def read_clips(dataset_dir: str | os.PathLike, split: str, manifest: dict | None
     ds = tf.data.Dataset.from_tensor_slices(files)
     if shuffle_files:
         ds = ds.shuffle(len(files), seed=seed)
+    # deterministic order: multi-worker DATA sharding needs every worker to see the same order
     ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
-                       num_parallel_calls=AUTOTUNE, deterministic=not shuffle_files)
+                       num_parallel_calls=AUTOTUNE, deterministic=True)
     return ds.map(lambda s: parse_clip(s, spec), num_parallel_calls=AUTOTUNE)
 
 
@@ -145,7 +146,9 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
         face's coefficients at t = 0 (teacher forcing).
       * with ``noise_bank`` (noise-resilient mode): the waveform becomes ``(noisy, clean)``
         (``(noisy, clean, condition)`` for ``cnn_tc``), gain-augmented and mixed at the 2020
-        paper's SNRs in-graph (:meth:`~tf_talkface.audio.noise.NoiseBank.nr_pair`).
+        paper's SNRs in-graph (:meth:`~tf_talkface.audio.noise.NoiseBank.nr_pair`), new draws
+        every epoch. Note: both waveforms are then peak-normalised like the original's
+        generation input, which cancels the gain augmentation (kept for fidelity; a no-op).
 
     Raises:
         DatasetError: dataset problems, or a dataset recipe that does not feed ``model``.
@@ -154,6 +157,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
     manifest = load_manifest(dataset_dir)
     check_dataset_for_model(manifest, model, str(dataset_dir))
     ds = read_clips(dataset_dir, split, manifest, shuffle_files=shuffle, seed=seed)
+    keep = ("features", "landmarks") if model == "lstm" else ("audio", "pca")
+    ds = ds.map(lambda c: {k: c[k] for k in keep})  # cache only what the model reads
     if cache:
         ds = ds.cache()
     if shuffle:
@@ -168,7 +173,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
         tc = model == "cnn_tc"
         init = initial_condition(dataset_dir) if tc else None
         if noise_bank is not None:
-            seeds = tf.data.Dataset.random(seed=seed).batch(2)
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
             ds = tf.data.Dataset.zip((ds, seeds)).map(
                 lambda c, s: _cnn_inputs(c, tc, init, noise_bank, s), num_parallel_calls=AUTOTUNE)
         else:

@@ -1,0 +1,69 @@
+"""Copy the small results of training runs into docs/results/ and write a Markdown table.
+
+    python scripts/collect_results.py runs/lstm_d1_c3 runs/cnn_nr runs/cnn_tc [--weights saved_models/checkpoints]
+
+Per run NAME: NAME_metrics.json, NAME_config.json, NAME_history.csv, NAME_loss.png, and a row of
+docs/results/training.md (test split, beside the mean-face baseline). With --weights, the best
+checkpoint's weights (no optimizer state) go to WEIGHTS/NAME.weights.h5 + NAME.json (the run's
+config), small enough to commit, so a later session can export without retraining.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("runs", nargs="+")
+    ap.add_argument("--out", default="docs/results")
+    ap.add_argument("--weights", help="folder for the best weights (e.g. saved_models/checkpoints)")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for r in map(Path, a.runs):
+        name = r.name
+        for src, dst in (("metrics.json", "metrics.json"), ("config.json", "config.json"),
+                         ("history.csv", "history.csv"), ("loss.png", "loss.png")):
+            if (r / src).is_file():
+                shutil.copyfile(r / src, out / f"{name}_{dst}")
+        m = json.loads((r / "metrics.json").read_text())
+        cfg = json.loads((r / "config.json").read_text())["train"]
+        t = m.get("test", {})
+        if t:
+            rows.append((name, cfg, m, t))
+        if a.weights and (r / "best.keras").is_file():
+            import keras
+            from tf_talkface.models.registry import custom_objects
+            model = keras.saving.load_model(r / "best.keras", custom_objects=custom_objects())
+            net = model.model if hasattr(model, "w_feat") else model
+            w = Path(a.weights)
+            w.mkdir(parents=True, exist_ok=True)
+            net.save_weights(w / f"{name}.weights.h5")
+            (w / f"{name}.json").write_text(json.dumps({"train": cfg, "model_config": net.get_config(),
+                                                        "test": t}, indent=1))
+    lines = ["# Training results (GRID s1, test split)", "",
+             "RMSE/LMD in the dataset's normalised units (2018: fraction of the 600-px canvas; 2020: "
+             "unit-norm Procrustes frame). `mean face` = the training split's mean landmarks. "
+             "`r` = Pearson correlation of predicted vs true mouth opening over time (mean over clips).", "",
+             "| run | model | epochs | clips/frames | mouth RMSE | all RMSE | LMD | r | mean face mouth RMSE | mean face all RMSE | mean face LMD |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, cfg, m, t in rows:
+        mo, mf = t["model"], t["mean_face"]
+        desc = cfg["model"] + (" NR" if cfg.get("noise") else "") + (
+            f" d{cfg['delay']} c{cfg['context']}" if cfg["model"] == "lstm" else "")
+        lines.append(f"| {name} | {desc} | {m['epochs_run']} | {t['n_clips']}/{t['n_frames']} | "
+                     f"{mo['mouth_rmse']:.5f} | {mo['all_rmse']:.5f} | {mo['lmd']:.5f} | {mo['mouth_open_r']:.3f} | "
+                     f"{mf['mouth_rmse']:.5f} | {mf['all_rmse']:.5f} | {mf['lmd']:.5f} |")
+    (out / "training.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
