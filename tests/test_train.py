@@ -179,3 +179,17 @@ def test_previous_best_and_chief_out(tmp_path, monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["c"], "worker": ["a"]},
                                                 "task": {"type": "worker", "index": 0}}))
     assert chief_out(tmp_path, "multiworker") == tmp_path / "workers" / "worker-0"
+
+
+def test_corrupt_shard_is_named(small_datasets, tmp_path):
+    import shutil
+    from tf_talkface.data.manifest import DatasetError
+    d = tmp_path / "broken"
+    shutil.copytree(small_datasets["eskimez2018"], d)
+    shard = sorted(d.glob("train-*.tfrecord"))[0]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = b"\xff" * 64
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=f"corrupt TFRecord shard\\(s\\): {shard.name}"):
+        train(TrainConfig(data=str(d), model="lstm", out=str(tmp_path / "run"), units=4, epochs=1,
+                          cache=False), verbose=0)

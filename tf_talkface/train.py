@@ -444,8 +444,14 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     if cfg.patience:
         callbacks.insert(3, resumable_early_stopping(monitor, cfg.patience, best, wait))
     t0 = time.time()
-    hist = fit_model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
-                         steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    try:
+        hist = fit_model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
+                             steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    except tf.errors.DataLossError as e:
+        from tf_talkface.data.manifest import DatasetError, find_corrupt_shards
+        bad = find_corrupt_shards(cfg.data, manifest)
+        raise DatasetError(f"{cfg.data}: corrupt TFRecord shard(s): {', '.join(bad) or '(not found on re-read)'}"
+                           f" — rebuild the dataset with python -m tf_talkface.prepare") from e
     seconds = time.time() - t0
     fit_model.save(out / "final.keras")
     best_path = out / "best.keras"

@@ -74,3 +74,18 @@ def shard_paths(dataset_dir: str | os.PathLike, manifest: dict, split: str) -> l
         raise DatasetError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     d = Path(dataset_dir)
     return sorted(str(d / s["file"]) for s in manifest["shards"] if s["split"] == split)
+
+
+def find_corrupt_shards(dataset_dir: str | os.PathLike, manifest: dict) -> list[str]:
+    """Read every shard of a dataset once and return the names of those that fail TFRecord's
+    CRC/length checks (used to name the file behind a ``DataLossError``)."""
+    import tensorflow as tf
+
+    bad = []
+    for s in manifest.get("shards", []):
+        try:
+            for _ in tf.data.TFRecordDataset(str(Path(dataset_dir) / s["file"])):
+                pass
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError):
+            bad.append(s["file"])
+    return bad
