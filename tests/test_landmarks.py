@@ -161,7 +161,7 @@ def test_corrupt_empty_missing_raise(tmp_path):
     ex = LandmarkExtractor()
     with pytest.raises(FaceError, match=r"corrupt\.mp4: "):
         ex.extract(corrupt)
-    with pytest.raises(FaceError, match=r"empty\.mp4: empty file"):
+    with pytest.raises(FaceError, match=r"empty\.mp4: file is empty"):
         ex.extract(empty)
     with pytest.raises(FaceError, match=r"missing\.mp4: file not found"):
         ex.extract(missing)

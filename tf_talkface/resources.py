@@ -57,3 +57,13 @@ def reference_file(*parts: str) -> Path | None:
         return None
     p = root.joinpath("reference", *parts)
     return p if p.is_file() else None
+
+
+def check_input_file(path: Path, error: type[Exception]) -> None:
+    """Raise ``error`` naming ``path`` when it is missing, not a regular file, or empty."""
+    if not path.exists():
+        raise error(f"{path}: file not found")
+    if not path.is_file():
+        raise error(f"{path}: not a regular file")
+    if path.stat().st_size == 0:
+        raise error(f"{path}: file is empty (0 bytes)")

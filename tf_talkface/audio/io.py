@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tf_talkface.resources import ffmpeg_exe
+from tf_talkface.resources import ffmpeg_exe, check_input_file
 
 __all__ = ["AudioError", "load_audio", "media_info", "rms_dbfs", "is_silent", "write_wav"]
 
@@ -92,12 +92,7 @@ def _last_error_lines(stderr: str, n: int = 3) -> str:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if not path.is_file():
-        raise AudioError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
+    check_input_file(path, AudioError)
 
 
 def media_info(path: str | os.PathLike) -> dict[str, Any]:

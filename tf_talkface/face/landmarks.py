@@ -35,7 +35,7 @@ from typing import Iterator
 import numpy as np
 
 from tf_talkface.config import FPS, N_LANDMARKS, LandmarkConfig
-from tf_talkface.resources import shape_predictor_path
+from tf_talkface.resources import shape_predictor_path, check_input_file
 
 __all__ = [
     "FaceError",
@@ -64,12 +64,7 @@ class FaceError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise FaceError(f"{path}: file not found")
-    if not path.is_file():
-        raise FaceError(f"{path}: not a regular file")
-    if path.stat().st_size == 0:
-        raise FaceError(f"{path}: empty file (0 bytes)")
+    check_input_file(path, FaceError)
 
 
 def _last_lines(text: str, n: int = 2) -> str:
