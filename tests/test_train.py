@@ -53,10 +53,11 @@ def test_noise_resilient_cnn_run(small_datasets, data_dir, tmp_path):
     assert res["test"]["model"]["all_rmse"] > 0 and res["test"]["n_frames"] == 150
 
 
-def test_autoregressive_cnn_tc_run(small_datasets, tmp_path):
+def test_autoregressive_cnn_tc_run_with_time_limit(small_datasets, tmp_path):
+    # a time limit of ~0 stops after the first epoch although 5 were asked for
     res = train(TrainConfig(data=str(small_datasets["eskimez2020"]), model="cnn_tc",
-                            out=str(tmp_path / "tc"), epochs=1, steps_per_epoch=1, batch_size=2),
-                verbose=0)
+                            out=str(tmp_path / "tc"), epochs=5, steps_per_epoch=1, batch_size=2,
+                            time_limit_min=1e-6), verbose=0)
     assert res["epochs_run"] == 1 and np.isfinite(res["test"]["model"]["all_rmse"])
 
 

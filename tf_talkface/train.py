@@ -73,6 +73,7 @@ class TrainConfig:
     w_noisy: float = 1.0
     w_feat: float = 1e-3
     backup_every: int | None = None
+    time_limit_min: float | None = None
 
     def resolved(self) -> "TrainConfig":
         d = PAPER_DEFAULTS.get(self.model)
@@ -155,6 +156,23 @@ def resumable_early_stopping(monitor: str, patience: int, best: float | None, wa
                 self.best, self.wait = best, wait
 
     return _ES(monitor=monitor, patience=patience)
+
+
+def time_limit(minutes: float):
+    """Keras callback: stop training at the end of the first epoch that ends after ``minutes``
+    of wall-clock time (the run then finishes normally: best checkpoint, metrics, plots)."""
+    import keras
+
+    class _TimeLimit(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.t0 = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.time() - self.t0 > minutes * 60:
+                log.info("time limit of %.1f min reached after epoch %d", minutes, epoch + 1)
+                self.model.stop_training = True
+
+    return _TimeLimit()
 
 
 def chief_out(out: Path, strategy_name: str) -> Path:
@@ -443,6 +461,8 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     ]
     if cfg.patience:
         callbacks.insert(3, resumable_early_stopping(monitor, cfg.patience, best, wait))
+    if cfg.time_limit_min:
+        callbacks.append(time_limit(cfg.time_limit_min))
     t0 = time.time()
     try:
         hist = fit_model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
@@ -494,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--w-noisy", type=float, default=1.0)
     p.add_argument("--w-feat", type=float, default=1e-3)
     p.add_argument("--backup-every", type=int, help="BackupAndRestore every N steps (default: each epoch)")
+    p.add_argument("--time-limit", type=float, metavar="MIN",
+                   help="stop after the epoch that ends past MIN minutes of training")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -509,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
                       strategy=args.strategy, mixed_precision=args.mixed_precision,
                       steps_per_epoch=args.steps_per_epoch, cache=not args.no_cache,
                       w_clean=args.w_clean, w_noisy=args.w_noisy, w_feat=args.w_feat,
-                      backup_every=args.backup_every)
+                      backup_every=args.backup_every, time_limit_min=args.time_limit)
     from tf_talkface.data.manifest import DatasetError
     try:
         results = train(cfg, verbose=0 if args.quiet else "auto")
