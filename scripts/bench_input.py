@@ -76,8 +76,8 @@ def main():
     clips = read_clips(a.d2020, "train").map(lambda c: c["audio"]).cache()
     n = sum(1 for _ in clips)
     in_graph = clips.map(lambda s: tuple(pad_and_scale_tf(v) for v in bank.nr_pair(s)),
-                         num_parallel_calls=tf.data.AUTOTUNE).batch(b).prefetch(tf.data.AUTOTUNE)
-    noises = [bank.waveform(i).numpy() for i in range(bank.num_files)]
+                         num_parallel_calls=tf.data.AUTOTUNE).padded_batch(b).prefetch(tf.data.AUTOTUNE)
+    noises = [np.asarray(bank.waveform(i)) for i in range(bank.num_files)]
     rng = np.random.default_rng(0)
 
     def python_loop():
@@ -90,7 +90,7 @@ def main():
 
     spec = (tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32))
     py = tf.data.Dataset.from_generator(python_loop, output_signature=spec).map(
-        lambda c, x: (pad_and_scale_tf(c), pad_and_scale_tf(x))).batch(b).prefetch(tf.data.AUTOTUNE)
+        lambda c, x: (pad_and_scale_tf(c), pad_and_scale_tf(x))).padded_batch(b).prefetch(tf.data.AUTOTUNE)
     for _ in in_graph:  # warm-up: fills the cache, traces
         pass
 
