@@ -45,7 +45,9 @@ def main():
             net = model.model if hasattr(model, "w_feat") else model
             w = Path(a.weights)
             w.mkdir(parents=True, exist_ok=True)
-            net.save_weights(w / f"{name}.weights.h5")
+            clone = net.__class__.from_config(net.get_config())  # uncompiled: no optimizer state
+            clone.set_weights(net.get_weights())
+            clone.save_weights(w / f"{name}.weights.h5")
             (w / f"{name}.json").write_text(json.dumps({"train": cfg, "model_config": net.get_config(),
                                                         "test": t}, indent=1))
     lines = ["# Training results (GRID s1, test split)", "",
