@@ -23,32 +23,26 @@ def main():
     import keras
     import tensorflow as tf
 
-    from tf_talkface.audio.layers import stack_context
-    from tf_talkface.data.pipeline import delay_targets, initial_condition, read_clips
+    from tf_talkface.data.pipeline import initial_condition, read_clips
     from tf_talkface.face.normalize import inner_lip_gap
     from tf_talkface.models.registry import custom_objects
     from tf_talkface.render import _plt, save_figure
+    from tf_talkface.train import TrainConfig, predict_clip
 
     run = Path(a.run)
     cfg = json.loads((run / "config.json").read_text())["train"]
     model = keras.saving.load_model(run / "best.keras", custom_objects=custom_objects())
     net = model.model if hasattr(model, "w_feat") else model
+    tcfg = TrainConfig(**cfg)
+    basis = init = None
+    if tcfg.model != "lstm":
+        from tf_talkface.face.pca import PCABasis
+        basis = PCABasis.load(tcfg.data)
+        init = tf.constant(initial_condition(tcfg.data))[None]
     plt = _plt()
     fig, axes = plt.subplots(a.clips, 1, figsize=(9, 2.0 * a.clips), sharex=True)
     for ax, clip in zip(np.atleast_1d(axes), read_clips(cfg["data"], "test").take(a.clips)):
-        if cfg["model"] == "lstm":
-            pred = net(stack_context(clip["features"], cfg["context"])[None], training=False)[0].numpy()
-            true = delay_targets(clip["landmarks"], cfg["delay"]).numpy()
-        else:
-            from tf_talkface.face.pca import PCABasis
-            from tf_talkface.models.cnn import generate_tc, pad_and_scale_tf
-            basis = PCABasis.load(cfg["data"])
-            n = int(clip["num_frames"])
-            w = pad_and_scale_tf(clip["audio"], n)[None]
-            codes = (generate_tc(net, w, tf.constant(initial_condition(cfg["data"]))[None])
-                     if cfg["model"] == "cnn_tc" else net(w, training=False))
-            pred = basis.reconstruct(codes[0, :n].numpy()).reshape(n, -1)
-            true = clip["landmarks"].numpy()
+        pred, true = predict_clip(net, tcfg, clip, basis, init)
         gp, gt = inner_lip_gap(pred.reshape(-1, 68, 2)), inner_lip_gap(true.reshape(-1, 68, 2))
         t = np.arange(len(gt)) / 25.0
         ax.plot(t, gt, "k-", label="true (dlib, normalised)")

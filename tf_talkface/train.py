@@ -323,45 +323,51 @@ def plot_history(csv_path: Path, png_path: Path, title: str = "") -> None:
     os.replace(tmp, png_path)
 
 
+def predict_clip(net, cfg: TrainConfig, clip: dict, basis=None, init=None):
+    """Predict one parsed clip with a trained prediction model.
+
+    Returns (prediction, truth), each (frames, 68*D) float32 in the dataset's normalised units:
+    2018: compared at the model's delayed alignment; 2020: PCA codes reconstructed with
+    ``basis``; ``cnn_tc`` generates autoregressively from ``init`` (1, k), no teacher forcing.
+    """
+    from tf_talkface.audio.layers import stack_context
+    from tf_talkface.data.pipeline import delay_targets
+
+    if cfg.model == "lstm":
+        x = stack_context(clip["features"], cfg.context)[None]
+        return net(x, training=False)[0].numpy(), delay_targets(clip["landmarks"], cfg.delay).numpy()
+    from tf_talkface.models.cnn import generate_tc, pad_and_scale_tf
+    n = int(clip["num_frames"])
+    w = pad_and_scale_tf(clip["audio"], n)[None]
+    codes = generate_tc(net, w, init) if cfg.model == "cnn_tc" else net(w, training=False)
+    return basis.reconstruct(codes[0, :n].numpy()).reshape(n, -1), clip["landmarks"].numpy()
+
+
 def evaluate_split(net, cfg: TrainConfig, split: str = "test", max_clips: int | None = None) -> dict:
     """Test-split metrics of a trained prediction model beside the static mean-face baseline.
 
-    Predictions are compared with the true normalised landmarks (2018: 136-dim targets,
-    compared at the model's delayed alignment; 2020: PCA codes reconstructed to landmarks with
-    the dataset's basis; ``cnn_tc`` generates autoregressively from the template, no teacher
-    forcing). The mean face is the training split's mean landmark vector.
-    Returns ``{"model": {...}, "mean_face": {...}, "n_clips", "n_frames"}``, metrics in the
-    dataset's normalised units.
+    Predictions come from :func:`predict_clip`. The mean face is the training split's mean
+    landmark vector. Returns ``{"model": {...}, "mean_face": {...}, "n_clips", "n_frames"}``,
+    metrics in the dataset's normalised units.
     """
     import tensorflow as tf
 
     from tf_talkface import metrics as M
     from tf_talkface.data.manifest import load_manifest
-    from tf_talkface.data.pipeline import WindowConfig, delay_targets, initial_condition, read_clips
-    from tf_talkface.audio.layers import stack_context
+    from tf_talkface.data.pipeline import initial_condition, read_clips
 
     manifest = load_manifest(cfg.data)
     mean_face = np.asarray(manifest["feature_stats"]["landmarks"]["mean"], np.float32)
-    basis = None
+    basis = init = None
     if cfg.model != "lstm":
         from tf_talkface.face.pca import PCABasis
-        from tf_talkface.models.cnn import generate_tc, pad_and_scale_tf
         basis = PCABasis.load(cfg.data)
         init = tf.constant(initial_condition(cfg.data))[None]
     preds, trues = [], []
     for i, clip in enumerate(read_clips(cfg.data, split, manifest)):
         if max_clips and i >= max_clips:
             break
-        if cfg.model == "lstm":
-            x = stack_context(clip["features"], cfg.context)[None]
-            p = net(x, training=False)[0].numpy()
-            t = delay_targets(clip["landmarks"], cfg.delay).numpy()
-        else:
-            n = int(clip["num_frames"])
-            w = pad_and_scale_tf(clip["audio"], n)[None]
-            codes = (generate_tc(net, w, init) if cfg.model == "cnn_tc" else net(w, training=False))
-            p = basis.reconstruct(codes[0, :n].numpy()).reshape(n, -1)
-            t = clip["landmarks"].numpy()
+        p, t = predict_clip(net, cfg, clip, basis, init)
         preds.append(p)
         trues.append(t)
     if not preds:

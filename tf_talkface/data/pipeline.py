@@ -189,7 +189,3 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return ds.with_options(options).prefetch(AUTOTUNE)
 
-
-def dataset_size(dataset_dir: str | os.PathLike, split: str) -> int:
-    """Number of clips in a split, from the manifest."""
-    return int(load_manifest(dataset_dir)["counts"][split])
