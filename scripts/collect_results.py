@@ -5,7 +5,9 @@
 Per run NAME: NAME_metrics.json, NAME_config.json, NAME_history.csv, NAME_loss.png, and a row of
 docs/results/training.md (test split, beside the mean-face baseline). With --weights, the best
 checkpoint's weights (no optimizer state) go to WEIGHTS/NAME.weights.h5 + NAME.json (the run's
-config), small enough to commit, so a later session can export without retraining.
+config, test metrics, dataset provenance and mean face) + for CNN models NAME.basis.json (the
+dataset's PCA basis), small enough to commit, so `python -m tf_talkface.export --checkpoint
+WEIGHTS/NAME.json` works without the run or the dataset.
 """
 from __future__ import annotations
 
@@ -48,8 +50,15 @@ def main():
             clone = net.__class__.from_config(net.get_config())  # uncompiled: no optimizer state
             clone.set_weights(net.get_weights())
             clone.save_weights(w / f"{name}.weights.h5")
-            (w / f"{name}.json").write_text(json.dumps({"train": cfg, "model_config": net.get_config(),
-                                                        "test": t}, indent=1))
+            from tf_talkface.export import dataset_summary, neutral_face_of
+            run_cfg = json.loads((r / "config.json").read_text())
+            manifest = json.loads((r / "manifest.json").read_text())
+            (w / f"{name}.json").write_text(json.dumps({
+                "train": cfg, "model_config": net.get_config(), "test": t,
+                "dataset": dataset_summary(manifest, run_cfg["manifest_sha1"], Path(cfg["data"]).name),
+                "neutral_face": neutral_face_of(manifest).round(6).tolist()}, indent=1))
+            if cfg["model"] != "lstm":  # the PCA basis travels with CNN weights (export needs it)
+                shutil.copyfile(Path(cfg["data"]) / "basis.json", w / f"{name}.basis.json")
     lines = ["# Training results (GRID s1, test split)", "",
              "RMSE/LMD in the dataset's normalised units (2018: fraction of the 600-px canvas; 2020: "
              "unit-norm Procrustes frame). `mean face` = the training split's mean landmarks. "

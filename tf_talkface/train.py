@@ -74,6 +74,7 @@ class TrainConfig:
     w_feat: float = 1e-3
     backup_every: int | None = None
     time_limit_min: float | None = None
+    init_weights: str | None = None
 
     def resolved(self) -> "TrainConfig":
         d = PAPER_DEFAULTS.get(self.model)
@@ -99,6 +100,32 @@ class TrainConfig:
             raise TrainError(f"--strategy {self.strategy!r}: auto, mirrored, multiworker or one_device")
         if self.noise and not Path(self.noise).is_dir():
             raise TrainError(f"--noise {self.noise}: not a folder")
+        if self.init_weights and not Path(self.init_weights).is_file():
+            raise TrainError(f"--init-weights {self.init_weights}: no such file")
+
+
+def load_init_weights(net, path: str | os.PathLike) -> None:
+    """Start ``net`` (the prediction model) from trained weights: a run's ``best.keras`` /
+    ``final.keras`` (a noise-resilient wrapper is unwrapped) or a ``NAME.weights.h5`` checkpoint.
+    Only the weights are taken; the optimizer starts fresh (fine-tuning / continuing a run).
+
+    Raises:
+        TrainError: unreadable file or weights of another architecture (names the file).
+    """
+    import keras
+
+    from tf_talkface.models.registry import custom_objects
+
+    path = Path(path)
+    try:
+        if path.suffix == ".keras":
+            src = keras.saving.load_model(path, custom_objects=custom_objects(), compile=False)
+            src = src.model if hasattr(src, "w_feat") else src
+            net.set_weights(src.get_weights())
+        else:
+            net.load_weights(path)
+    except (ValueError, OSError) as e:
+        raise TrainError(f"--init-weights {path}: cannot load into the {net.name} model ({e})") from None
 
 
 def get_strategy(name: str):
@@ -450,6 +477,8 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
                           drop_remainder=multi) if has_val else None
     with strategy.scope():
         fit_model, net = build_for(cfg, manifest)
+        if cfg.init_weights and not (out / "backup").exists():  # a resumed run restores its own
+            load_init_weights(net, cfg.init_weights)
     if cfg.strategy == "multiworker":
         _fix_multiworker_symbolic_build(fit_model)
     monitor = "val_loss" if has_val else "loss"
@@ -522,6 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backup-every", type=int, help="BackupAndRestore every N steps (default: each epoch)")
     p.add_argument("--time-limit", type=float, metavar="MIN",
                    help="stop after the epoch that ends past MIN minutes of training")
+    p.add_argument("--init-weights", metavar="FILE",
+                   help="start from trained weights (runs/NAME/best.keras or a NAME.weights.h5)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -537,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
                       strategy=args.strategy, mixed_precision=args.mixed_precision,
                       steps_per_epoch=args.steps_per_epoch, cache=not args.no_cache,
                       w_clean=args.w_clean, w_noisy=args.w_noisy, w_feat=args.w_feat,
-                      backup_every=args.backup_every, time_limit_min=args.time_limit)
+                      backup_every=args.backup_every, time_limit_min=args.time_limit,
+                      init_weights=args.init_weights)
     from tf_talkface.data.manifest import DatasetError
     try:
         results = train(cfg, verbose=0 if args.quiet else "auto")

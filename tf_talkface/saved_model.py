@@ -1,0 +1,189 @@
+"""Load exported tf_talkface SavedModels and their model cards; find the bundled default model.
+
+An exported model is a TF Serving version folder ``saved_models/NAME/VERSION/`` with
+``saved_model.pb``, ``variables/`` and ``model_card.json`` (written by :mod:`tf_talkface.export`;
+its signatures are described there). :class:`LoadedModel` runs it from Python for
+``generate``; TF Serving runs the same folder (``docs/serving.md``).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CARD_FILE", "CARD_FORMAT", "BASIS_FILE", "DEFAULT_MODEL", "MODEL_ENV", "ModelError",
+           "LoadedModel", "default_model_dir", "resolve_model_dir", "read_card", "load_model"]
+
+CARD_FILE = "model_card.json"
+BASIS_FILE = "pca_basis.json"
+CARD_FORMAT = "tf_talkface-savedmodel"
+DEFAULT_MODEL = "lstm_grid_s1"
+"""Name of the bundled default model under ``saved_models/`` (LSTM D1/C3 trained on GRID s1)."""
+MODEL_ENV = "TF_TALKFACE_MODEL"
+"""Environment variable that overrides the default model folder."""
+
+
+class ModelError(ValueError):
+    """A folder that is not a tf_talkface SavedModel, or a model that cannot be run."""
+
+
+def _versions(model_dir: Path) -> list[Path]:
+    return sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
+                  key=lambda p: int(p.name))
+
+
+def resolve_model_dir(path: str | os.PathLike) -> Path:
+    """``saved_models/NAME/VERSION`` as given, or the highest version of ``saved_models/NAME``.
+
+    Raises:
+        ModelError: the path does not exist, or holds neither a model card nor version folders.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        raise ModelError(f"{p}: model folder not found")
+    if (p / CARD_FILE).is_file() or (p / "saved_model.pb").is_file():
+        return p
+    versions = [v for v in _versions(p) if (v / "saved_model.pb").is_file()]
+    if not versions:
+        raise ModelError(f"{p}: not a tf_talkface SavedModel (no {CARD_FILE}, no saved_model.pb, "
+                         "no numbered version folders)")
+    return versions[-1]
+
+
+def default_model_dir() -> Path:
+    """The model ``generate`` uses without ``-m``: ``$TF_TALKFACE_MODEL`` if set, else the highest
+    version of ``saved_models/lstm_grid_s1`` of the source checkout (next to the package).
+
+    Raises:
+        ModelError: no default model can be found (the message says where it looked).
+    """
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return resolve_model_dir(env)
+    candidates = [Path(__file__).resolve().parents[1] / "saved_models" / DEFAULT_MODEL,
+                  Path.cwd() / "saved_models" / DEFAULT_MODEL]
+    for c in candidates:
+        if c.is_dir():
+            return resolve_model_dir(c)
+    raise ModelError("no default model: looked in " + ", ".join(map(str, candidates)) +
+                     f"; pass -m saved_models/NAME/VERSION or set {MODEL_ENV}")
+
+
+def read_card(model_dir: str | os.PathLike) -> dict:
+    """The model card of an exported model folder (dict).
+
+    Raises:
+        ModelError: no ``model_card.json``, unreadable JSON, or another format.
+    """
+    d = Path(model_dir)
+    f = d / CARD_FILE
+    if not f.is_file():
+        extra = " (a SavedModel, but not exported by tf_talkface)" \
+            if (d / "saved_model.pb").is_file() else ""
+        raise ModelError(f"{d}: not a tf_talkface SavedModel: {CARD_FILE} missing{extra}")
+    try:
+        card = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelError(f"{f}: unreadable model card ({e})") from None
+    if card.get("format") != CARD_FORMAT:
+        raise ModelError(f"{f}: not a tf_talkface model card (format {card.get('format')!r})")
+    return card
+
+
+@dataclass
+class LoadedModel:
+    """An exported model loaded for inference (TensorFlow's SavedModel loader).
+
+    Attributes:
+        path: the version folder.
+        card: its model card (see :func:`tf_talkface.export.model_card`).
+        module: the loaded SavedModel object (``.signatures`` has ``serving_default``,
+            ``full_length``, ``features``).
+    """
+
+    path: Path
+    card: dict
+    module: Any
+
+    @property
+    def sample_rate(self) -> int:
+        """Input sample rate of the waveform in Hz."""
+        return int(self.card["sample_rate"])
+
+    @property
+    def name(self) -> str:
+        return f"{self.card['name']}/{self.card['version']}"
+
+    def neutral_face(self, frames: int) -> np.ndarray:
+        """The training mean face repeated: float32 (frames, 68, 2) — output for silent input."""
+        face = np.asarray(self.card["neutral_face"], np.float32)
+        return np.repeat(face[None], frames, axis=0)
+
+    def frames_for_samples(self, n: int) -> int:
+        """Output frames (25 fps) for ``n`` input samples at :attr:`sample_rate`."""
+        if self.card["model"] == "lstm":
+            return 1 + n // 1764
+        return -(-n // 320)
+
+    def predict(self, waveform: np.ndarray) -> np.ndarray:
+        """Landmarks of one mono waveform.
+
+        Args:
+            waveform: float (samples,) at :attr:`sample_rate` Hz, any length >=
+                ``card["min_samples"]``.
+
+        Returns:
+            float32 (frames, 68, 2) at 25 fps in the model's normalised coordinates.
+
+        Raises:
+            ModelError: not 1-D, or shorter than the model's minimum.
+        """
+        return self.predict_batch([waveform])[0]
+
+    def predict_batch(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
+        """Landmarks of several waveforms in one call (right-padded batch + ``lengths``).
+
+        Returns a list of float32 (frames_i, 68, 2) arrays.
+        """
+        import tensorflow as tf
+
+        ws = [np.asarray(w, np.float32) for w in waveforms]
+        for w in ws:
+            if w.ndim != 1:
+                raise ModelError(f"expected mono waveforms (samples,), got shape {w.shape}")
+            if len(w) < int(self.card.get("min_samples", 1)):
+                raise ModelError(f"waveform of {len(w)} samples is shorter than the model's "
+                                 f"minimum ({self.card['min_samples']} samples at "
+                                 f"{self.sample_rate} Hz)")
+        lengths = np.array([len(w) for w in ws], np.int32)
+        batch = np.zeros((len(ws), int(lengths.max())), np.float32)
+        for i, w in enumerate(ws):
+            batch[i, :len(w)] = w
+        out = self.module.signatures["serving_default"](waveform=tf.constant(batch),
+                                                        lengths=tf.constant(lengths))
+        lm, frames = out["landmarks"].numpy(), out["frames"].numpy()
+        return [lm[i, :frames[i]] for i in range(len(ws))]
+
+
+def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
+    """Load an exported model (``None`` = :func:`default_model_dir`).
+
+    Raises:
+        ModelError: not a tf_talkface SavedModel folder, or TensorFlow cannot load it.
+    """
+    d = default_model_dir() if path is None else resolve_model_dir(path)
+    card = read_card(d)
+    import tensorflow as tf
+
+    try:
+        module = tf.saved_model.load(str(d))
+    except Exception as e:  # noqa: BLE001 - TF raises many types for a broken folder
+        raise ModelError(f"{d}: TensorFlow cannot load the SavedModel ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if "serving_default" not in module.signatures:
+        raise ModelError(f"{d}: the SavedModel has no serving_default signature")
+    return LoadedModel(path=d, card=card, module=module)
