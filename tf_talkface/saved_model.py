@@ -21,8 +21,9 @@ __all__ = ["CARD_FILE", "CARD_FORMAT", "BASIS_FILE", "DEFAULT_MODEL", "MODEL_ENV
 CARD_FILE = "model_card.json"
 BASIS_FILE = "pca_basis.json"
 CARD_FORMAT = "tf_talkface-savedmodel"
-DEFAULT_MODEL = "lstm_grid_s1"
-"""Name of the bundled default model under ``saved_models/`` (LSTM D1/C3 trained on GRID s1)."""
+DEFAULT_MODEL = "cnn_nr_grid_s1"
+"""Name of the bundled default model under ``saved_models/``: the noise-resilient 2020 CNN trained
+on GRID s1 (its mouth moves 8x more than the bundled LSTM's; see saved_models/README.md)."""
 MODEL_ENV = "TF_TALKFACE_MODEL"
 """Environment variable that overrides the default model folder."""
 
@@ -56,7 +57,8 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
 
 def default_model_dir() -> Path:
     """The model ``generate`` uses without ``-m``: ``$TF_TALKFACE_MODEL`` if set, else the highest
-    version of ``saved_models/lstm_grid_s1`` of the source checkout (next to the package).
+    version of ``saved_models/cnn_nr_grid_s1`` (:data:`DEFAULT_MODEL`) of the source checkout
+    (next to the package), or of ./saved_models/ in the working directory.
 
     Raises:
         ModelError: no default model can be found (the message says where it looked).
