@@ -128,7 +128,10 @@ def dataset_summary(manifest: dict, manifest_sha1: str, name: str) -> dict:
     sources = [str(s) for s in manifest.get("sources", [])]
     out = {"name": name, "recipe": manifest["recipe"]["name"], "manifest_sha1": manifest_sha1,
            "counts": manifest.get("counts", {}), "split": manifest.get("split", {}),
-           "sources": sources, "created": manifest.get("created")}
+           "sources": sources, "created": manifest.get("created"),
+           # how landmarks were normalised (2018: the eye-aligned mean shape, 68 x 2 pixels), so
+           # landmarks extracted from a new video can be brought into the model's coordinates
+           "normalisation": manifest.get("normalisation", {})}
     if any("grid" in s.lower() for s in sources) or "grid" in name.lower():
         out["provenance"] = GRID_PROVENANCE
     return out

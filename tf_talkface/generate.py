@@ -26,12 +26,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++
 
 import argparse
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from tf_talkface.atomic import atomic_output
 from tf_talkface.audio.io import AudioError, is_silent, load_audio, rms_dbfs, write_wav
 from tf_talkface.saved_model import LoadedModel, ModelError, load_model
 
@@ -85,15 +85,8 @@ def find_inputs(path: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXT
 def save_npy(path: str | os.PathLike, landmarks: np.ndarray) -> Path:
     """Write float32 landmarks atomically as ``.npy`` (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(landmarks, np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, ".tmp.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, np.asarray(landmarks, np.float32))
     return path
 
 

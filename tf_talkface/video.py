@@ -47,6 +47,8 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
+from tf_talkface.atomic import atomic_output
+
 from tf_talkface.config import FPS
 from tf_talkface.face.topology import (
     EDGES, INNER_LIP, JAW, LEFT_BROW, LEFT_EYE, MOUTH, N_POINTS, NOSE_BRIDGE, NOSTRILS, OUTER_LIP,
@@ -983,16 +985,7 @@ def save_frame_png(landmarks: np.ndarray, frame_index: int, path: str | os.PathL
     fit = _fit_for([a], style, size)
     img = _render_one(a[f], style, size, fit, f, fps, title)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_name(path, ".tmp.png")
-    try:
+    with atomic_output(path, ".tmp.png") as tmp:
         if not cv2.imwrite(tmp, cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
             raise OSError(f"{path}: OpenCV could not write the PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -221,17 +220,9 @@ def write_wav(path: str | os.PathLike, y: np.ndarray, sample_rate: int, subtype:
     """
     import soundfile as sf
 
+    from tf_talkface.atomic import atomic_output
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.wav", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, ".tmp.wav") as tmp:
         sf.write(tmp, np.asarray(y), int(sample_rate), subtype=subtype, format="WAV")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
