@@ -275,7 +275,8 @@ def _check_points_px(points_px, size) -> tuple[np.ndarray | None, tuple[int, int
 
 def draw_lines(points_px: np.ndarray, size: tuple[int, int] = (512, 512), *,
                color=LINES_COLOR, mouth_color=LINES_MOUTH_COLOR, background=LINES_BACKGROUND,
-               thickness: int | None = None, point_radius: float | None = None) -> np.ndarray:
+               thickness: int | None = None, point_radius: float | None = None,
+               image: np.ndarray | None = None) -> np.ndarray:
     """The Eskimez et al. 2018 drawing: the face's :data:`EDGES` and its 68 points, anti-aliased.
 
     Args:
@@ -287,18 +288,27 @@ def draw_lines(points_px: np.ndarray, size: tuple[int, int] = (512, 512), *,
             (white).
         thickness: line width in pixels (default ``min(size) / 256``, at least 1).
         point_radius: radius of the point dots in pixels (default ``min(size) / 160``, >= 1.5).
+        image: optional ``uint8`` ``(H, W, 3)`` RGB picture (e.g. a video frame) to draw on
+            instead of the plain ``background``; it is copied, never modified, and its own size
+            replaces ``size``. Points with any NaN then give the unchanged copy.
 
     Returns:
         ``uint8`` ``(H, W, 3)`` RGB image. Points with any NaN give the empty frame with a note.
 
     Raises:
-        ValueError: bad ``points_px`` shape or ``size``.
+        ValueError: bad ``points_px`` shape, ``size`` or ``image``.
     """
     cv2 = _cv2()
+    if image is not None:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be a uint8 (H, W, 3) RGB array, got {image.shape} "
+                             f"{image.dtype}")
+        size = (image.shape[1], image.shape[0])
     p, size = _check_points_px(points_px, size)
     if p is None:
-        return _empty_frame(size, background)
-    img = _canvas(size, background)
+        return np.array(image, order="C") if image is not None else _empty_frame(size, background)
+    img = np.array(image, order="C") if image is not None else _canvas(size, background)
     m = min(size)
     lw = thickness or _thick(m / 256)
     r = point_radius if point_radius is not None else max(1.5, m / 160)
