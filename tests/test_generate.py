@@ -1,5 +1,6 @@
 """``generate`` end to end on real speech with the bundled default model: npy frame counts,
 mp4 streams and durations probed with ffmpeg, folders, resume, --save-npy/--load-npy, bad input."""
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -154,3 +155,16 @@ def test_bad_model_and_style(data_dir, tmp_path, capsys):
         main(["-i", src, "-o", str(tmp_path / "o"), "--video", "cartoon"])
     rep = generate(src, tmp_path / "o", video="3d", progress=False)
     assert "needs 3D landmarks" in next(iter(rep.failed.values()))
+
+
+def test_outputs_get_normal_file_permissions(tmp_path):
+    from tf_talkface.generate import save_npy
+
+    old = os.umask(0o022)
+    try:
+        f = save_npy(tmp_path / "x.npy", np.zeros((2, 68, 2), np.float32))
+        w = write_wav(tmp_path / "x.wav", np.zeros(100, np.float32), 8000)
+    finally:
+        os.umask(old)
+    assert f.stat().st_mode & 0o777 == 0o644 and w.stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy", "x.wav"]  # no temp files left

@@ -15,6 +15,12 @@ from typing import Iterator
 __all__ = ["atomic_output"]
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[str]:
     """Yield a temp file name next to ``path``; on success rename it to ``path``, on any error
@@ -35,6 +41,7 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
