@@ -36,7 +36,10 @@ def test_lstm_run_folder_and_metrics(small_datasets, tmp_path):
     hist = _history(out)
     assert len(hist) == 4 and float(hist[-1]["loss"]) < float(hist[0]["loss"])
     test = json.loads((out / "metrics.json").read_text())["test"]
-    assert test == res["test"] and test["n_clips"] == 2 and test["n_frames"] == 150
+    # equal as JSON (the mean face's mouth_open_r is NaN: undefined for a static face)
+    assert json.dumps(test, sort_keys=True) == json.dumps(res["test"], sort_keys=True)
+    assert test["n_clips"] == 2 and test["n_frames"] == 150
+    assert np.isnan(test["mean_face"]["mouth_open_r"])
     for k in ("all_rmse", "mouth_rmse", "lmd", "mouth_open_r"):
         assert np.isfinite(test["model"][k]) or k == "mouth_open_r"
         assert k in test["mean_face"]
