@@ -235,12 +235,15 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
                         basis=pca, test_metrics=metrics, source=str(src))
 
 
-def python_path_predict(model: TrainedModel, waveform: np.ndarray) -> np.ndarray:
+def python_path_predict(model: TrainedModel, waveform: np.ndarray,
+                        peak: float | None = None) -> np.ndarray:
     """The library's Python inference path for one clip (numpy front-end + Keras model).
 
     Args:
         model: a :class:`TrainedModel`.
         waveform: float mono (samples,) at ``model.sample_rate`` Hz.
+        peak: CNN models only: fixed peak normalisation instead of the clip's max |x| (see
+            :func:`~tf_talkface.models.cnn.pad_and_scale`; what :mod:`tf_talkface.stream` uses).
 
     Returns:
         float32 (frames, 68, 2) at 25 fps in the model's normalised coordinates: lstm: numpy
@@ -259,7 +262,7 @@ def python_path_predict(model: TrainedModel, waveform: np.ndarray) -> np.ndarray
         return undelay(pred, model.delay).reshape(-1, 68, 2).astype(np.float32)
     from tf_talkface.models.cnn import generate_tc, pad_and_scale
 
-    w = pad_and_scale(y)[None]
+    w = pad_and_scale(y, peak=peak)[None]
     if model.kind == "cnn_tc":
         codes = generate_tc(model.net, w, model.initial_condition()[None])
     else:

@@ -144,13 +144,18 @@ def frames_for_padded_length(n_padded: int) -> int:
     return 0 if n < MIN_PADDED_LENGTH else (n - MIN_PADDED_LENGTH) // HOP + 1
 
 
-def _scale_np(x: np.ndarray) -> np.ndarray:
+def _scale_np(x: np.ndarray, peak: float | None = None) -> np.ndarray:
+    if peak is not None:
+        if not peak > 0:
+            raise ValueError(f"peak must be > 0, got {peak!r}")
+        return (x / float(peak)).astype(np.float32)
     peak = np.max(np.abs(x), axis=-1, keepdims=True)
     safe = np.where(peak > 0, peak, 1.0)
     return (x / safe).astype(np.float32)
 
 
-def pad_and_scale(waveform: np.ndarray, n_frames: int | None = None) -> np.ndarray:
+def pad_and_scale(waveform: np.ndarray, n_frames: int | None = None,
+                  peak: float | None = None) -> np.ndarray:
     """Scale a raw 8 kHz clip by its max |x| and zero-pad it for :class:`SpeechToLandmarkCNN`.
 
     Args:
@@ -159,6 +164,10 @@ def pad_and_scale(waveform: np.ndarray, n_frames: int | None = None) -> np.ndarr
         n_frames: output frames wanted; default ``frames_for_samples(samples)`` (``ceil(n/320)``).
             Give the video's frame count to match a landmark sequence; the signal is then cut or
             zero-extended on the right.
+        peak: fixed normalisation: divide by ``peak`` instead of the clip's own max |x|
+            (``None``, the default: the clip's peak, as the 2020 paper). A stream cannot know the
+            whole clip's peak; :class:`tf_talkface.stream.CNNStreamer` uses a fixed one (1.0 =
+            full-scale input) and this option gives the same numbers offline.
 
     Returns:
         float32 array (..., ``padded_length(n_frames)``): 1120 zeros, the scaled clip, then zeros
@@ -177,19 +186,21 @@ def pad_and_scale(waveform: np.ndarray, n_frames: int | None = None) -> np.ndarr
     if n_frames < 1:
         raise ValueError(f"need at least one frame (got {n} samples, n_frames={n_frames})")
     total = padded_length(n_frames)
-    x = _scale_np(x)
+    x = _scale_np(x, peak)
     keep = min(n, total - PAD)
     out = np.zeros(x.shape[:-1] + (total,), dtype=np.float32)
     out[..., PAD:PAD + keep] = x[..., :keep]
     return out
 
 
-def pad_and_scale_tf(waveform: tf.Tensor, n_frames: tf.Tensor | int | None = None) -> tf.Tensor:
+def pad_and_scale_tf(waveform: tf.Tensor, n_frames: tf.Tensor | int | None = None,
+                     peak: float | None = None) -> tf.Tensor:
     """In-graph twin of :func:`pad_and_scale` for ``tf.data`` / serving (same numbers).
 
     Args:
         waveform: float tensor (samples,) or (batch, samples), raw 8 kHz speech.
         n_frames: scalar int (tensor or Python) or ``None`` for ``ceil(samples / 320)``.
+        peak: fixed normalisation (Python float > 0) instead of the clip's max |x| (``None``).
 
     Returns:
         float32 tensor (..., ``320 (n_frames - 1) + 2240``).
@@ -200,8 +211,12 @@ def pad_and_scale_tf(waveform: tf.Tensor, n_frames: tf.Tensor | int | None = Non
         n_frames = (n + HOP - 1) // HOP
     n_frames = tf.maximum(tf.cast(n_frames, tf.int32), 1)
     total = HOP * (n_frames - 1) + WINDOW
-    peak = tf.reduce_max(tf.abs(x), axis=-1, keepdims=True)
-    x = tf.math.divide_no_nan(x, peak)
+    if peak is None:
+        x = tf.math.divide_no_nan(x, tf.reduce_max(tf.abs(x), axis=-1, keepdims=True))
+    else:
+        if not peak > 0:
+            raise ValueError(f"peak must be > 0, got {peak!r}")
+        x = x / tf.constant(float(peak), tf.float32)
     keep = tf.minimum(n, total - PAD)
     x = x[..., :keep]
     rank = tf.rank(x)

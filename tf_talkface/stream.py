@@ -1,0 +1,625 @@
+"""Streaming inference: audio chunks in, landmark frames out as soon as they are determined.
+
+``python -m tf_talkface.stream -m MODEL -i WAV|- [--chunk 640] -o OUT.npy [--peak P]``
+
+Library::
+
+    from tf_talkface.export import load_trained
+    from tf_talkface.stream import Streamer
+
+    s = Streamer.for_model(load_trained("saved_models/checkpoints/lstm_d1_c3_b16.json"))
+    for chunk in source:               # float32 (n,) at s.sample_rate, any n >= 0
+        frames = s.push(chunk)          # (k, 68, 2), k >= 0: the frames newly determined
+    frames = s.flush()                  # end of stream: the remaining frames
+    s.reset()                           # ready for a new stream (same model, no retracing)
+
+The concatenation of everything ``push`` and ``flush`` return equals offline generation of the
+whole file (:func:`tf_talkface.export.python_path_predict` / the SavedModel), for any chunking
+(tested to 1e-5 with chunks of 1, 7, 1763, 1764, 5000 samples and the whole file).
+
+LSTM (Eskimez et al. 2018, :class:`LSTMStreamer`):
+
+* front-end: frame ``t`` of the reflect-padded STFT reads raw samples ``[t*hop - n_fft/2,
+  t*hop + n_fft/2)`` (hop = n_fft = 1764 at 44.1 kHz). The *start* reflection uses samples
+  ``1 .. n_fft/2`` (kept from the first push); the *end* reflection is only known at
+  :meth:`~LSTMStreamer.flush`, so the last frame(s) are computed there. Each complete frame goes
+  through the same ops as :class:`~tf_talkface.audio.layers.LogMelDeltas` (Hann, rfft, mel, log)
+  in one ``tf.function`` with a fixed signature (frames, n_fft) (up to 4 frames: the same ops in
+  numpy/scipy float32, cheaper than a graph call); deltas and context stacking use the previous
+  frames (kept: 2 log-mel rows, ``context`` feature rows).
+* the 4 LSTM layers are stepped with carried state: copies of the trained layers with
+  ``return_state=True`` (same weights, same cell math as the offline pass) run on the new frames
+  with ``initial_state`` = the carried states, in one ``tf.function`` with signature
+  (1, None, dim) + 8 state tensors (traced once). Up to 4 new frames (the live case) go through
+  the same cell equations in numpy instead (graph dispatch costs more than the ~2 M
+  multiply-adds of a frame; equal to float32 round-off). Work and memory per frame are O(1).
+* delay: output frame ``t`` is emitted once the LSTM has consumed input frame ``t + delay``;
+  :meth:`flush` emits the last ``delay`` frames as the offline path does (last prediction repeated).
+
+CNN (Eskimez et al. 2020, :class:`CNNStreamer`): frame ``t``'s window is raw
+``[320 t - 1120, 320 t + 1120)`` (1120 zeros in front at the start), of which the valid-padding
+trunk reads only the first 2237 samples, so the frame is computed as soon as sample
+``320 t + 1116`` has arrived. Instead of a ring buffer of 2240 samples re-run per frame, each
+layer keeps the tail of its input its next outputs need (< 21 samples / positions per trunk
+layer, < 122 trunk positions for the head) and computes only its new outputs (all layers in
+one ``tf.function``, signature = the 5 buffers (None, channels), run only when a frame is
+complete): the fully-convolutional sharing of the offline pass, in streaming. At
+:meth:`flush` the input is completed with zeros as in
+:func:`~tf_talkface.models.cnn.pad_and_scale`. ``cnn_tc`` carries the previous frame's PCA
+coefficients between chunks (the template's at the start); the recurrence and the PCA
+reconstruction run in numpy (a few hundred multiply-adds per frame).
+
+Peak normalisation differs on purpose: the 2020 path scales each clip by its *whole* peak
+``max |x|``, which a stream cannot know before the end. The streamer divides by a fixed ``peak``
+(default 1.0 = full-scale float input in [-1, 1]; set it from a calibration recording or the
+input level). Offline generation gives the same numbers with the same option:
+``python_path_predict(model, y, peak=P)`` / ``pad_and_scale(y, peak=P)``. With ``peak=None``
+offline (the default) the results equal the streamer's only if ``P`` is the clip's peak.
+
+Algorithmic latency (property ``latency_ms``): how long after the instant a frame depicts (its
+centre, ``t * 40`` ms) the last audio sample it depends on arrives, i.e. the earliest the frame
+can be emitted, compute time excluded (measured by ``scripts/bench_stream.py``):
+
+* LSTM: ``(delay * hop + n_fft - n_fft // 2) / sr`` = delay x 40 ms + 20 ms (half window)
+  = 60 ms for delay 1 (with delay 0, frame 0 waits one sample more for its start reflection).
+* CNN: ``(2237 - 1120) / 8000`` s = 139.625 ms (the trunk's 2237 read samples of the 2240
+  window, minus the 1120 before the centre).
+
+``max_latency_ms`` is the worst case from the arrival of any audio sample to the emission of the
+first frame whose window contains it (a sample just after a window start waits for the rest of
+the window): LSTM ``delay * hop + n_fft`` samples = delay x 40 + 40 = 80 ms; CNN 2237 samples =
+279.625 ms. Chunking adds up to one chunk of waiting on top (a 640-sample chunk at 8 kHz: 80 ms).
+
+Long audio: :func:`generate_long` runs the streamer with big chunks (30 s by default), so an
+hour of speech never builds an hour-sized graph buffer (memory: one chunk of audio + its frames
++ the output). The numbers equal the one-go offline path (tested on 10 minutes).
+
+Measured here (2-core CPU, 10 s of speech, one 40-ms frame per push, compute only): LSTM
+p50 0.30 ms / p99 0.44 ms per frame; CNN p50 3.7 ms / p99 5.1 ms (``cnn_tc`` the same); the
+benchmark script has the reference figures.
+
+Not done: a SavedModel streaming signature (state in, state out); use the Python streamer.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Streamer", "LSTMStreamer", "CNNStreamer", "generate_long", "main"]
+
+_EMPTY = np.zeros((0, 68, 2), np.float32)
+
+
+def _as_chunk(chunk: Any) -> np.ndarray:
+    x = np.asarray(chunk, np.float32)
+    if x.ndim != 1:
+        x = x.reshape(-1)
+    return x
+
+
+_NUMPY_MAX_FRAMES = 4
+"""LSTM: chunks giving at most this many frames are stepped in numpy (see LSTMStreamer)."""
+
+
+def _np_activation(fn: Any):
+    name = getattr(fn, "__name__", str(fn))
+    if name == "sigmoid":
+        return lambda v: (1.0 / (1.0 + np.exp(-v))).astype(np.float32)
+    if name == "tanh":
+        return np.tanh
+    if name == "keras2_hard_sigmoid":
+        return lambda v: np.clip(np.float32(0.2) * v + np.float32(0.5), 0.0, 1.0)
+    if name == "linear":
+        return lambda v: v
+    return None
+
+
+def _numpy_cells(cells: list) -> list | None:
+    """Numpy twins of Keras LSTM cells (None if an activation has no numpy twin)."""
+    steps = []
+    for cell in cells:
+        act, rec = _np_activation(cell.activation), _np_activation(cell.recurrent_activation)
+        if act is None or rec is None:
+            return None
+        k = np.asarray(cell.kernel, np.float32)
+        r = np.asarray(cell.recurrent_kernel, np.float32)
+        b = np.asarray(cell.bias, np.float32) if cell.use_bias else np.zeros(k.shape[1], np.float32)
+
+        def step(x, h, c, k=k, r=r, b=b, act=act, rec=rec):
+            z = x @ k + h @ r + b
+            zi, zf, zc, zo = np.split(z, 4, axis=1)
+            c = rec(zf) * c + rec(zi) * act(zc)
+            return (rec(zo) * act(c)).astype(np.float32), c.astype(np.float32)
+
+        steps.append(step)
+    return steps
+
+
+class Streamer:
+    """Base class: ``push(chunk) -> (k, 68, 2)``, ``flush() -> (k, 68, 2)``, ``reset()``.
+
+    Build one with :meth:`for_model`. ``frames_emitted`` counts the frames returned so far.
+    """
+
+    sample_rate: int
+    model: Any
+
+    @staticmethod
+    def for_model(model: Any, peak: float = 1.0) -> "Streamer":
+        """The streamer for a :class:`~tf_talkface.export.TrainedModel` (``peak``: CNN only)."""
+        if model.kind == "lstm":
+            return LSTMStreamer(model)
+        return CNNStreamer(model, peak=peak)
+
+    def push(self, chunk: Any) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def flush(self) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def reset(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def latency_ms(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def max_latency_ms(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("stream already flushed; call reset() to start a new one")
+
+
+class LSTMStreamer(Streamer):
+    """Stateful streaming of the 2018 LSTM (44.1 kHz in, 25 fps out); see the module docstring."""
+
+    def __init__(self, model: Any) -> None:
+        import keras
+        import scipy.signal
+        import tensorflow as tf
+
+        from tf_talkface.audio.features import mel_basis
+        from tf_talkface.config import LogMelConfig
+
+        if model.kind != "lstm":
+            raise ValueError(f"LSTMStreamer needs an lstm model, got {model.kind!r}")
+        self.model = model
+        self.cfg = cfg = LogMelConfig()
+        self.sample_rate = cfg.sample_rate
+        self.n_fft, self.hop, self.pad = cfg.n_fft, cfg.hop_length, cfg.n_fft // 2
+        self.delay, self.context = model.delay, model.context
+        window = tf.constant(scipy.signal.get_window("hann", self.n_fft, fftbins=True)
+                             .astype(np.float32))
+        mel_t = tf.constant(np.ascontiguousarray(mel_basis(cfg).T))
+        n_fft, floor = self.n_fft, cfg.log_floor
+
+        # same ops as LogMelDeltas.call, on a batch of complete frames
+        @tf.function(input_signature=[tf.TensorSpec([None, n_fft], tf.float32)], autograph=False)
+        def logmel(frames):
+            mag = tf.abs(tf.signal.rfft(frames * window, fft_length=[n_fft])) / (1.0 + n_fft / 2.0)
+            return tf.math.log(floor + tf.matmul(tf.square(mag), mel_t))
+
+        self._logmel = logmel
+        self._window_np = window.numpy()
+        self._mel_t_np = mel_t.numpy()
+        layers = [l for l in model.net.layers if isinstance(l, keras.layers.LSTM)]
+        if not layers:
+            raise ValueError("the model has no LSTM layers")
+        self._layers = []
+        for l in layers:
+            cfg_l = dict(l.get_config(), return_state=True, return_sequences=True, stateful=False)
+            c = keras.layers.LSTM.from_config(cfg_l)
+            c.build(l.input.shape if hasattr(l, "input") else (None, None, l.cell.kernel.shape[0]))
+            c.set_weights(l.get_weights())
+            self._layers.append(c)
+        self.input_dim = int(self._layers[0].cell.kernel.shape[0])
+        self._units = [int(c.units) for c in self._layers]
+        state_specs = [tf.TensorSpec([1, u], tf.float32) for u in self._units for _ in (0, 1)]
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, self.input_dim], tf.float32)]
+                     + state_specs, autograph=False)
+        def run(x, *states):
+            out = []
+            for i, layer in enumerate(self._layers):
+                x, h, c = layer(x, initial_state=[states[2 * i], states[2 * i + 1]],
+                                training=False)
+                out += [h, c]
+            return (x, *out)
+
+        # fast path for a few frames (the live case): the same cell math in numpy. A TF graph
+        # step costs ~1.5 ms of op dispatch on a 2-core CPU for ~2 M multiply-adds; numpy ~0.2 ms.
+        # Same numbers up to float32 round-off (~2e-7 on the landmarks).
+        self._np_cells = _numpy_cells([c.cell for c in self._layers])
+
+        self._run = run
+        self.reset()
+
+    # ----------------------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Forget the stream (buffers, recurrent state, counters)."""
+        self._head = np.zeros(0, np.float32)   # raw samples before the padded buffer exists
+        self._buf: np.ndarray | None = None     # padded-coordinate samples from frame t_next on
+        self._tail = np.zeros(0, np.float32)   # last pad + 1 raw samples (end reflection)
+        self.n_samples = 0
+        self._t_next = 0                        # next STFT frame to compute
+        self._logmel_prev: list[np.ndarray] = []  # last 2 log-mel rows
+        self._feat_hist: list[np.ndarray] = []    # last `context` delta-feature rows (newest first)
+        self._states = [np.zeros((1, u), np.float32) for u in self._units for _ in (0, 1)]
+        self._last_pred: np.ndarray | None = None
+        self._consumed = 0                      # LSTM input frames consumed
+        self.frames_emitted = 0
+        self._closed = False
+
+    @property
+    def latency_ms(self) -> float:
+        """Algorithmic latency: delay x hop + (n_fft - n_fft//2) samples, in ms (60 for delay 1)."""
+        return 1000.0 * (self.delay * self.hop + self.n_fft - self.pad) / self.sample_rate
+
+    @property
+    def max_latency_ms(self) -> float:
+        """Worst case from any sample to its first frame: delay x hop + n_fft samples, in ms."""
+        return 1000.0 * (self.delay * self.hop + self.n_fft) / self.sample_rate
+
+    # ----------------------------------------------------------------------------- steps
+    def _features(self, frames: np.ndarray) -> np.ndarray:
+        """Complete STFT frames (k, n_fft) -> context-stacked delta features (k, input_dim)."""
+        if len(frames) <= _NUMPY_MAX_FRAMES:  # live case: numpy (float32 FFT), no graph dispatch
+            import scipy.fft
+
+            mag = np.abs(scipy.fft.rfft(frames * self._window_np, n=self.n_fft, axis=-1))
+            mag = (mag / np.float32(1.0 + self.n_fft / 2.0)).astype(np.float32)
+            lm = np.log(np.float32(self.cfg.log_floor) + np.square(mag) @ self._mel_t_np)
+        else:
+            lm = self._logmel(frames).numpy()
+        rows = []
+        for row in lm:
+            prev = self._logmel_prev
+            d = np.zeros_like(row)
+            d1 = row - prev[-1] if len(prev) >= 1 else np.zeros_like(row)
+            d2 = d1 - (prev[-1] - prev[-2]) if len(prev) >= 2 else d
+            self._logmel_prev = (prev + [row])[-2:]
+            f = np.concatenate([d1, d2])
+            if self.context:
+                if not self._feat_hist:
+                    self._feat_hist = [f] * self.context
+                x = np.concatenate([f] + self._feat_hist)
+                self._feat_hist = ([f] + self._feat_hist)[:self.context]
+            else:
+                x = f
+            rows.append(x)
+        return np.stack(rows).astype(np.float32)
+
+    def _step(self, frames: np.ndarray) -> np.ndarray:
+        """STFT frames -> landmark frames now determined by the delay."""
+        if len(frames) == 0:
+            return _EMPTY
+        x = self._features(frames)
+        if self._np_cells is not None and len(x) <= _NUMPY_MAX_FRAMES:
+            states = [np.asarray(v) for v in self._states]
+            rows = []
+            for row in x:
+                h = row[None]
+                for i, step in enumerate(self._np_cells):
+                    h, c = step(h, states[2 * i], states[2 * i + 1])
+                    states[2 * i], states[2 * i + 1] = h, c
+                rows.append(h[0])
+            self._states = states
+            y = np.stack(rows)
+        else:
+            res = self._run(x[None], *self._states)
+            y = res[0].numpy()[0]
+            self._states = [v.numpy() for v in res[1:]]
+        first = self._consumed
+        self._consumed += len(y)
+        self._last_pred = y[-1]
+        # prediction j becomes output frame j - delay
+        keep = y[max(0, self.delay - first):]
+        self.frames_emitted += len(keep)
+        return keep.reshape(-1, 68, 2).astype(np.float32)
+
+    def _complete_frames(self, final: bool) -> np.ndarray:
+        buf = self._buf
+        if final:
+            end = self._tail[-2: -self.pad - 2: -1] if self.pad else self._tail[:0]
+            buf = np.concatenate([buf, end])
+            n_total = 1 + (self.n_samples + 2 * self.pad - self.n_fft) // self.hop
+            k = n_total - self._t_next
+        else:
+            k = max(0, (len(buf) - self.n_fft) // self.hop + 1)
+        if k <= 0:
+            return np.zeros((0, self.n_fft), np.float32)
+        idx = np.arange(k)[:, None] * self.hop + np.arange(self.n_fft)[None]
+        frames = buf[idx]
+        self._t_next += k
+        self._buf = buf[k * self.hop:]
+        return frames
+
+    def push(self, chunk: Any) -> np.ndarray:
+        """Add samples (float32 (n,), 44.1 kHz); returns the (k, 68, 2) frames now determined."""
+        self._check_open()
+        x = _as_chunk(chunk)
+        if len(x) == 0:
+            return _EMPTY
+        self.n_samples += len(x)
+        self._tail = np.concatenate([self._tail, x])[-(self.pad + 1):]
+        if self._buf is None:
+            self._head = np.concatenate([self._head, x])
+            if len(self._head) <= self.pad:
+                return _EMPTY
+            h = self._head
+            self._buf = np.concatenate([h[self.pad:0:-1], h]) if self.pad else h
+            self._head = np.zeros(0, np.float32)
+        else:
+            self._buf = np.concatenate([self._buf, x])
+        return self._step(self._complete_frames(final=False))
+
+    def flush(self) -> np.ndarray:
+        """End of stream: the remaining frames (end reflection, then the delayed last frames).
+
+        A stream shorter than ``n_fft // 2 + 1`` samples (20 ms) gives no frames (the offline
+        path refuses it)."""
+        self._check_open()
+        self._closed = True
+        if self._buf is None:
+            return _EMPTY
+        out = [self._step(self._complete_frames(final=True))]
+        total = self._consumed
+        missing = total - self.frames_emitted
+        if missing > 0:
+            out.append(np.repeat(self._last_pred.reshape(1, 68, 2), missing, axis=0))
+            self.frames_emitted += missing
+        return np.concatenate(out).astype(np.float32)
+
+
+class CNNStreamer(Streamer):
+    """Streaming of the 2020 CNN / CNN-TC (8 kHz in, 25 fps out); see the module docstring.
+
+    Each layer (4 trunk convs, the conv head) keeps the tail of its input that its next outputs
+    still need and computes only its new outputs, so overlapping windows share their trunk work
+    as in the fully-convolutional offline pass (320 / 16 = 20 keeps the stride grids aligned):
+    per frame 160, 80, 40, 20 new trunk positions and one head output instead of a whole window.
+
+    Args:
+        model: a ``cnn`` or ``cnn_tc`` :class:`~tf_talkface.export.TrainedModel`.
+        peak: fixed peak normalisation (samples are divided by it); 1.0 = full-scale input.
+    """
+
+    def __init__(self, model: Any, peak: float = 1.0) -> None:
+        import tensorflow as tf
+
+        from tf_talkface.models import cnn as C
+
+        if model.kind not in ("cnn", "cnn_tc"):
+            raise ValueError(f"CNNStreamer needs a cnn or cnn_tc model, got {model.kind!r}")
+        if not peak > 0:
+            raise ValueError(f"peak must be > 0, got {peak!r}")
+        self.model, self.peak = model, float(peak)
+        self.sample_rate = C.SAMPLE_RATE
+        self.hop, self.window, self.pad = C.HOP, C.WINDOW, C.PAD
+        self.read = C.MIN_PADDED_LENGTH  # samples of a window the trunk reads (2237)
+        net = model.net
+        self._tc = model.kind == "cnn_tc"
+        self._comps = np.asarray(model.basis.components, np.float32)
+        self._mean = np.asarray(model.basis.mean, np.float32)
+        self._init = model.initial_condition().astype(np.float32)
+        n = net.n_out
+        if self._tc:
+            kernel = np.asarray(net.tc_dense.kernel, np.float32)
+            self._w_h, self._w_c = kernel[:n], kernel[n:]
+            self._b = np.asarray(net.tc_dense.bias, np.float32)
+        pairs = list(zip(net.convs, net.acts)) + [(net.head, net.head_act)]
+        self._geometry = [(int(c.kernel_size[0]), int(c.strides[0])) for c, _ in pairs]
+        self._channels = [1] + [int(c.filters) for c, _ in pairs]
+        geometry, channels = self._geometry, self._channels
+
+        # all layers in one graph call: buffers in, new head outputs + trimmed buffers out
+        @tf.function(input_signature=[tf.TensorSpec([None, c], tf.float32)
+                                      for c in channels[:-1]], autograph=False)
+        def run(*bufs):
+            new_bufs, out = [], None
+            for i, ((k, stride), (conv, act)) in enumerate(zip(geometry, pairs)):
+                buf = bufs[i] if out is None else tf.concat([bufs[i], out], axis=0)
+                m = tf.maximum((tf.shape(buf)[0] - k) // stride + 1, 0)
+                out = tf.cond(
+                    m > 0,
+                    lambda buf=buf, m=m, k=k, stride=stride, conv=conv, act=act:
+                        act(conv(buf[None, :stride * (m - 1) + k]))[0],
+                    lambda c=channels[i + 1]: tf.zeros([0, c], tf.float32))
+                new_bufs.append(buf[stride * m:])
+            return (out, *new_bufs)
+
+        self._run = run
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (layer buffers, carried coefficients, counters)."""
+        self._bufs = [np.zeros((self.pad if i == 0 else 0, c), np.float32)
+                      for i, c in enumerate(self._channels[:-1])]
+        self.n_samples = 0
+        self._c = self._init[None].copy()
+        self.frames_emitted = 0
+        self._closed = False
+
+    @property
+    def latency_ms(self) -> float:
+        """Algorithmic latency: (2237 - 1120) samples after the frame centre, in ms (139.625)."""
+        return 1000.0 * (self.read - self.pad) / self.sample_rate
+
+    @property
+    def max_latency_ms(self) -> float:
+        """Worst case from any sample to its first frame: 2237 samples, in ms (279.625)."""
+        return 1000.0 * self.read / self.sample_rate
+
+    def _propagate(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
+        """Feed padded-coordinate samples through the layers; returns the new frames."""
+        self._bufs[0] = np.concatenate([self._bufs[0], samples[:, None]])
+        ready = max(0, (self.pad + self.n_samples - self.read) // self.hop + 1)
+        if not final and ready <= self.frames_emitted:
+            return _EMPTY  # no frame completed: only buffer (the layers run once per frame)
+        res = self._run(*self._bufs)
+        h = res[0].numpy()
+        self._bufs = [v.numpy() for v in res[1:]]
+        if self._tc:  # c_t = h_t W_h + b + c_{t-1} W_c, as generate_tc
+            drive = h @ self._w_h + self._b
+            codes = np.empty_like(drive)
+            c = self._c
+            for t in range(len(drive)):
+                c = drive[t:t + 1] + c @ self._w_c
+                codes[t] = c[0]
+            self._c = c
+        else:
+            codes = h
+        lm = (codes @ self._comps + self._mean).astype(np.float32)
+        self.frames_emitted += len(lm)
+        return lm.reshape(-1, 68, 2)
+
+    def push(self, chunk: Any) -> np.ndarray:
+        """Add samples (float32 (n,), 8 kHz); returns the (k, 68, 2) frames now determined."""
+        self._check_open()
+        x = _as_chunk(chunk)
+        if len(x) == 0:
+            return _EMPTY
+        self.n_samples += len(x)
+        scaled = (x.astype(np.float64) / self.peak).astype(np.float32)  # as pad_and_scale
+        return self._propagate(scaled)
+
+    def flush(self) -> np.ndarray:
+        """End of stream: the remaining frames (windows completed with zeros)."""
+        self._check_open()
+        self._closed = True
+        total = -(-self.n_samples // self.hop)
+        if total <= self.frames_emitted:
+            return _EMPTY
+        # zeros up to the offline padded length 320 (F - 1) + 2240
+        fed = self.pad + self.n_samples
+        out = self._propagate(np.zeros(self.hop * (total - 1) + self.window - fed, np.float32),
+                              final=True)
+        if self.frames_emitted != total:  # pragma: no cover - guarded by the arithmetic
+            raise AssertionError(f"emitted {self.frames_emitted} frames, expected {total}")
+        return out
+
+
+def generate_long(model: Any, waveform: Any, chunk_seconds: float = 30.0,
+                  peak: float | None = 1.0) -> np.ndarray:
+    """Offline generation of long audio with bounded memory (chunks with carried state).
+
+    Args:
+        model: a :class:`~tf_talkface.export.TrainedModel`.
+        waveform: float mono (samples,) at ``model.sample_rate`` (a numpy memmap works too).
+        chunk_seconds: audio per step; memory is O(chunk), not O(clip).
+        peak: CNN models: fixed normalisation (see the module docstring); ``None`` = the clip's
+            own peak (one pass over the waveform to find it, like the offline default).
+
+    Returns:
+        float32 (frames, 68, 2), equal to the one-go offline path.
+    """
+    y = np.asarray(waveform)
+    if model.kind != "lstm" and peak is None:
+        p = float(np.max(np.abs(y))) if len(y) else 0.0
+        peak = p if p > 0 else 1.0
+    s = Streamer.for_model(model, peak=peak if peak is not None else 1.0)
+    step = max(1, int(chunk_seconds * s.sample_rate))
+    out = [s.push(y[i:i + step]) for i in range(0, len(y), step)]
+    out.append(s.flush())
+    return np.concatenate(out).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _load_model(src: str) -> Any:
+    from tf_talkface.export import load_trained
+
+    return load_trained(src)
+
+
+def _chunks_from_wav(path: str, sample_rate: int, chunk: int):
+    from tf_talkface.audio.io import load_audio
+
+    y = load_audio(path, sample_rate)
+    for i in range(0, len(y), chunk):
+        yield y[i:i + chunk]
+
+
+def _chunks_from_stdin(fmt: str, chunk: int):
+    dtype = np.float32 if fmt == "f32" else np.int16
+    width = np.dtype(dtype).itemsize
+    stream = sys.stdin.buffer
+    rest = b""
+    while True:
+        data = stream.read(chunk * width)
+        if not data:
+            break
+        data = rest + data
+        n = len(data) // width * width
+        rest = data[n:]
+        x = np.frombuffer(data[:n], dtype)
+        yield x.astype(np.float32) / (32768.0 if dtype == np.int16 else 1.0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tf_talkface.stream",
+        description="Stream audio through a trained model in chunks (as a live source would) "
+                    "and write the landmarks (frames, 68, 2) to a .npy file.")
+    p.add_argument("-m", "--model", required=True,
+                   help="checkpoint NAME.json or training run folder")
+    p.add_argument("-i", "--input", required=True,
+                   help="audio file (resampled to the model's rate) or '-' for raw mono PCM on "
+                        "stdin at the model's rate (44100 Hz lstm, 8000 Hz cnn)")
+    p.add_argument("--format", choices=("f32", "s16"), default="f32",
+                   help="stdin sample format: float32 or int16 little-endian (default f32)")
+    p.add_argument("--chunk", type=int, default=640, help="samples per chunk (default 640)")
+    p.add_argument("-o", "--output", required=True, help="output .npy")
+    p.add_argument("--peak", type=float, default=1.0,
+                   help="CNN models: fixed peak normalisation (default 1.0 = full scale)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print frames emitted per chunk")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.chunk < 1:
+        print("stream: error: --chunk must be >= 1", file=sys.stderr)
+        return 2
+    from tf_talkface.export import ExportError
+    from tf_talkface.saved_model import ModelError
+
+    try:
+        model = _load_model(args.model)
+        s = Streamer.for_model(model, peak=args.peak)
+    except (ExportError, ModelError, ValueError) as e:
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 1
+    src = (_chunks_from_stdin(args.format, args.chunk) if args.input == "-"
+           else _chunks_from_wav(args.input, s.sample_rate, args.chunk))
+    out = []
+    for i, x in enumerate(src):
+        f = s.push(x)
+        out.append(f)
+        if args.verbose:
+            print(f"chunk {i}: {len(x)} samples -> {len(f)} frames", file=sys.stderr)
+    f = s.flush()
+    out.append(f)
+    if args.verbose:
+        print(f"flush -> {len(f)} frames", file=sys.stderr)
+    lm = np.concatenate(out).astype(np.float32)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.output, lm)
+    print(f"{lm.shape[0]} frames ({s.n_samples} samples, {s.sample_rate} Hz; algorithmic latency "
+          f"{s.latency_ms:.3f} ms) -> {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
