@@ -734,16 +734,16 @@ def _png_path(path) -> Path:
 
 def _load(path, allow_nan: bool = True) -> np.ndarray:
     """A landmark .npy as float64 (frames, 68, D); errors name the file."""
+    from tf_talkface.generate import GenerateError, load_npy
+
     p = Path(path)
     if not p.is_file():
         raise ReplicateError(f"{p}: no such file")
     try:
-        a = np.load(p, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ReplicateError(f"{p}: not a readable .npy file ({e})") from None
-    if a.ndim == 2 and a.shape[1] in (136, 204):
-        a = a.reshape(len(a), 68, -1)
-    return _check_seq(a, str(p), allow_nan=allow_nan)
+        a = load_npy(p)  # the one .npy reader (also accepts flattened (frames, 68*D))
+    except GenerateError as e:
+        raise ReplicateError(str(e)) from None
+    return _check_seq(a.astype(np.float64), str(p), allow_nan=allow_nan)
 
 
 def _save(path, a: np.ndarray) -> Path:
