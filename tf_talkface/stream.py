@@ -176,6 +176,16 @@ class Streamer:
     def max_latency_ms(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _accept(self, chunk: Any) -> np.ndarray | None:
+        """Common start of ``push``: check the stream is open, convert the chunk, count its
+        samples; ``None`` for an empty chunk."""
+        self._check_open()
+        x = _as_chunk(chunk)
+        if len(x) == 0:
+            return None
+        self.n_samples += len(x)
+        return x
+
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeError("stream already flushed; call reset() to start a new one")
@@ -347,11 +357,9 @@ class LSTMStreamer(Streamer):
 
     def push(self, chunk: Any) -> np.ndarray:
         """Add samples (float32 (n,), 44.1 kHz); returns the (k, 68, 2) frames now determined."""
-        self._check_open()
-        x = _as_chunk(chunk)
-        if len(x) == 0:
+        x = self._accept(chunk)
+        if x is None:
             return _EMPTY
-        self.n_samples += len(x)
         self._tail = np.concatenate([self._tail, x])[-(self.pad + 1):]
         if self._buf is None:
             self._head = np.concatenate([self._head, x])
@@ -486,11 +494,9 @@ class CNNStreamer(Streamer):
 
     def push(self, chunk: Any) -> np.ndarray:
         """Add samples (float32 (n,), 8 kHz); returns the (k, 68, 2) frames now determined."""
-        self._check_open()
-        x = _as_chunk(chunk)
-        if len(x) == 0:
+        x = self._accept(chunk)
+        if x is None:
             return _EMPTY
-        self.n_samples += len(x)
         scaled = (x.astype(np.float64) / self.peak).astype(np.float32)  # as pad_and_scale
         return self._propagate(scaled)
 
