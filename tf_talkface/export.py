@@ -279,6 +279,8 @@ def _serving_fns(model: TrainedModel):
     from tf_talkface.audio.features import min_samples
     from tf_talkface.audio.layers import LogMelDeltas, stack_context
     from tf_talkface.models import cnn as C
+    from tf_talkface.models.lstm import StackedLSTMInference
+    from tf_talkface.stream_graph import stream_graph_for
 
     net, kind = model.net, model.kind
 
@@ -304,11 +306,12 @@ def _serving_fns(model: TrainedModel):
         hop = front.cfg.hop_length
         n_feat = 2 * front.cfg.n_mels
         delay, context = model.delay, model.context
+        stack = StackedLSTMInference(net)  # same weights and math as net, 4-5x faster on CPU
 
         def from_features(features, frames):
             frames = tf.cast(frames, tf.int32)
             x = stack_context(tf.cast(features, tf.float32), context)
-            y = net(x, training=False)
+            y = stack(x)
             t = tf.shape(y)[1]
             idx = tf.minimum(tf.range(t)[None, :] + delay, tf.maximum(frames[:, None] - 1, 0))
             return _finish(tf.gather(y, idx, batch_dims=1), frames)
@@ -363,6 +366,7 @@ def _serving_fns(model: TrainedModel):
         "serving_default": (from_waveform, [wave_spec, len_spec]),
         "full_length": (full_length, [wave_spec]),
         "features": (from_features, [feature_spec, frames_spec]),
+        **stream_graph_for(model).signature_fns(),  # stream_init / stream_step / stream_flush
     }
 
 

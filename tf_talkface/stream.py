@@ -27,9 +27,9 @@ LSTM (Eskimez et al. 2018, :class:`LSTMStreamer`):
   in one ``tf.function`` with a fixed signature (frames, n_fft) (up to 4 frames: the same ops in
   numpy/scipy float32, cheaper than a graph call); deltas and context stacking use the previous
   frames (kept: 2 log-mel rows, ``context`` feature rows).
-* the 4 LSTM layers are stepped with carried state: copies of the trained layers with
-  ``return_state=True`` (same weights, same cell math as the offline pass) run on the new frames
-  with ``initial_state`` = the carried states, in one ``tf.function`` with signature
+* the 4 LSTM layers are stepped with carried state: :class:`~tf_talkface.models.lstm.
+  StackedLSTMInference` (same weights and cell math as the offline pass and the SavedModel)
+  runs on the new frames from the carried states, in one ``tf.function`` with signature
   (1, None, dim) + 8 state tensors (traced once). Up to 4 new frames (the live case) go through
   the same cell equations in numpy instead (graph dispatch costs more than the ~2 M
   multiply-adds of a frame; equal to float32 round-off). Work and memory per frame are O(1).
@@ -200,7 +200,9 @@ class LSTMStreamer(Streamer):
         import tensorflow as tf
 
         from tf_talkface.audio.features import mel_basis
+        from tf_talkface.audio.layers import LogMelDeltas
         from tf_talkface.config import LogMelConfig
+        from tf_talkface.models.lstm import StackedLSTMInference
 
         if model.kind != "lstm":
             raise ValueError(f"LSTMStreamer needs an lstm model, got {model.kind!r}")
@@ -209,48 +211,28 @@ class LSTMStreamer(Streamer):
         self.sample_rate = cfg.sample_rate
         self.n_fft, self.hop, self.pad = cfg.n_fft, cfg.hop_length, cfg.n_fft // 2
         self.delay, self.context = model.delay, model.context
-        window = tf.constant(scipy.signal.get_window("hann", self.n_fft, fftbins=True)
-                             .astype(np.float32))
-        mel_t = tf.constant(np.ascontiguousarray(mel_basis(cfg).T))
-        n_fft, floor = self.n_fft, cfg.log_floor
-
-        # same ops as LogMelDeltas.call, on a batch of complete frames
-        @tf.function(input_signature=[tf.TensorSpec([None, n_fft], tf.float32)], autograph=False)
-        def logmel(frames):
-            mag = tf.abs(tf.signal.rfft(frames * window, fft_length=[n_fft])) / (1.0 + n_fft / 2.0)
-            return tf.math.log(floor + tf.matmul(tf.square(mag), mel_t))
-
-        self._logmel = logmel
-        self._window_np = window.numpy()
-        self._mel_t_np = mel_t.numpy()
-        layers = [l for l in model.net.layers if isinstance(l, keras.layers.LSTM)]
-        if not layers:
-            raise ValueError("the model has no LSTM layers")
-        self._layers = []
-        for l in layers:
-            cfg_l = dict(l.get_config(), return_state=True, return_sequences=True, stateful=False)
-            c = keras.layers.LSTM.from_config(cfg_l)
-            c.build(l.input.shape if hasattr(l, "input") else (None, None, l.cell.kernel.shape[0]))
-            c.set_weights(l.get_weights())
-            self._layers.append(c)
-        self.input_dim = int(self._layers[0].cell.kernel.shape[0])
-        self._units = [int(c.units) for c in self._layers]
+        front = LogMelDeltas.from_logmel_config(cfg)
+        # the same ops as LogMelDeltas.call, on a batch of complete frames
+        self._logmel = tf.function(front.logmel_frames, autograph=False,
+                                   input_signature=[tf.TensorSpec([None, self.n_fft], tf.float32)])
+        self._window_np = scipy.signal.get_window("hann", self.n_fft, fftbins=True).astype(np.float32)
+        self._mel_t_np = np.ascontiguousarray(mel_basis(cfg).T)
+        stack = StackedLSTMInference(model.net)  # raises ValueError without LSTM layers
+        self.input_dim = stack.input_dim
+        self._units = stack.units
         state_specs = [tf.TensorSpec([1, u], tf.float32) for u in self._units for _ in (0, 1)]
 
         @tf.function(input_signature=[tf.TensorSpec([1, None, self.input_dim], tf.float32)]
                      + state_specs, autograph=False)
         def run(x, *states):
-            out = []
-            for i, layer in enumerate(self._layers):
-                x, h, c = layer(x, initial_state=[states[2 * i], states[2 * i + 1]],
-                                training=False)
-                out += [h, c]
-            return (x, *out)
+            y, out = stack(x, list(states), return_states=True)
+            return (y, *out)
 
         # fast path for a few frames (the live case): the same cell math in numpy. A TF graph
         # step costs ~1.5 ms of op dispatch on a 2-core CPU for ~2 M multiply-adds; numpy ~0.2 ms.
         # Same numbers up to float32 round-off (~2e-7 on the landmarks).
-        self._np_cells = _numpy_cells([c.cell for c in self._layers])
+        self._np_cells = _numpy_cells([l.cell for l in model.net.layers
+                                        if isinstance(l, keras.layers.LSTM)])
 
         self._run = run
         self.reset()
@@ -407,6 +389,7 @@ class CNNStreamer(Streamer):
         import tensorflow as tf
 
         from tf_talkface.models import cnn as C
+        from tf_talkface.stream_graph import cnn_propagate_fn
 
         if model.kind not in ("cnn", "cnn_tc"):
             raise ValueError(f"CNNStreamer needs a cnn or cnn_tc model, got {model.kind!r}")
@@ -426,25 +409,14 @@ class CNNStreamer(Streamer):
             kernel = np.asarray(net.tc_dense.kernel, np.float32)
             self._w_h, self._w_c = kernel[:n], kernel[n:]
             self._b = np.asarray(net.tc_dense.bias, np.float32)
-        pairs = list(zip(net.convs, net.acts)) + [(net.head, net.head_act)]
-        self._geometry = [(int(c.kernel_size[0]), int(c.strides[0])) for c, _ in pairs]
-        self._channels = [1] + [int(c.filters) for c, _ in pairs]
-        geometry, channels = self._geometry, self._channels
+        propagate = cnn_propagate_fn(net)
+        self._channels = propagate.channels
 
         # all layers in one graph call: buffers in, new head outputs + trimmed buffers out
         @tf.function(input_signature=[tf.TensorSpec([None, c], tf.float32)
-                                      for c in channels[:-1]], autograph=False)
+                                      for c in self._channels[:-1]], autograph=False)
         def run(*bufs):
-            new_bufs, out = [], None
-            for i, ((k, stride), (conv, act)) in enumerate(zip(geometry, pairs)):
-                buf = bufs[i] if out is None else tf.concat([bufs[i], out], axis=0)
-                m = tf.maximum((tf.shape(buf)[0] - k) // stride + 1, 0)
-                out = tf.cond(
-                    m > 0,
-                    lambda buf=buf, m=m, k=k, stride=stride, conv=conv, act=act:
-                        act(conv(buf[None, :stride * (m - 1) + k]))[0],
-                    lambda c=channels[i + 1]: tf.zeros([0, c], tf.float32))
-                new_bufs.append(buf[stride * m:])
+            out, new_bufs = propagate(list(bufs))
             return (out, *new_bufs)
 
         self._run = run

@@ -90,10 +90,7 @@ class LogMelDeltas(keras.layers.Layer):
                 n, pad, message=f"LogMelDeltas: waveform too short; need at least {pad + 1} samples")]):
             x = tf.pad(x, [[0, 0], [pad, pad]], mode="REFLECT")
         frames = tf.signal.frame(x, frame_length=n_fft, frame_step=hop, pad_end=False, axis=-1)
-        frames = frames * tf.constant(self._window)
-        mag = tf.abs(tf.signal.rfft(frames, fft_length=[n_fft])) / (1.0 + n_fft / 2.0)
-        mel = tf.matmul(tf.square(mag), tf.constant(self._mel_t))
-        logmel = tf.math.log(self.cfg.log_floor + mel)  # (batch, frames, n_mels)
+        logmel = self.logmel_frames(frames)  # (batch, frames, n_mels)
         t = tf.shape(logmel)[1]
         d1_raw = logmel[:, 1:] - logmel[:, :-1]
         d2_raw = d1_raw[:, 1:] - d1_raw[:, :-1]
@@ -103,6 +100,17 @@ class LogMelDeltas(keras.layers.Layer):
         static_n = inputs.shape[-1] if hasattr(inputs, "shape") else None
         out.set_shape([None, self._n_frames(static_n), 2 * self.cfg.n_mels])
         return out
+
+    def logmel_frames(self, frames: Any) -> tf.Tensor:
+        """Log-mel of complete STFT frames: float32 (..., n_fft) raw samples -> (..., n_mels).
+
+        The per-frame part of :meth:`call` (Hann window, rfft, magnitude scaling, mel, log),
+        used alone by the streaming front-ends, which frame the audio themselves.
+        """
+        n_fft = self.cfg.n_fft
+        frames = tf.cast(frames, tf.float32) * tf.constant(self._window)
+        mag = tf.abs(tf.signal.rfft(frames, fft_length=[n_fft])) / (1.0 + n_fft / 2.0)
+        return tf.math.log(self.cfg.log_floor + tf.matmul(tf.square(mag), tf.constant(self._mel_t)))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

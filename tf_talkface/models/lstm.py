@@ -82,3 +82,119 @@ def build_lstm(input_dim: int, units: int = 256, output_dim: int = 136, num_laye
             dropout=dropout, recurrent_dropout=recurrent_dropout,
             return_sequences=True, name=f"lstm{i + 1}")(x)
     return keras.Model(inputs, x, name=name)
+
+
+# ----------------------------------------------------------------------------- fast inference
+
+class StackedLSTMInference:
+    """Inference-only twin of a stacked-LSTM Keras model: same weights, same cell equations,
+    4-5x faster on CPU than calling the Keras model (issue 6, "Fast offline generation").
+
+    Why faster: Keras' LSTM (no cuDNN on CPU) computes ``x_t @ kernel`` inside its per-step
+    loop, together with masking and dropout bookkeeping; this twin computes the input
+    projection of a whole layer at once (``X @ kernel + bias``, one matrix product over all
+    frames) and keeps only ``h @ recurrent_kernel`` and the gate arithmetic in the
+    ``tf.while_loop`` (9 ops per step; one activation call on all 4 gates when the cell and
+    gate activations are the same, as in the 2018 model). Layers run one after the other over
+    the whole sequence. Plain TF ops only, so it goes into SavedModels; no XLA needed (XLA on
+    Keras' LSTM loop was 6x *slower* here, see docs/performance.md).
+
+    Gate order and equations are Keras' (``i, f, c, o``; ``c' = rec(f) c + rec(i) act(z_c)``,
+    ``h' = rec(o) act(c')``). Exactness vs the Keras model: float32 round-off (~2e-7 on the
+    2018 model's outputs; tests/test_lstm_fast.py).
+
+    Args:
+        model: a Keras model whose ``keras.layers.LSTM`` layers form a plain stack (each LSTM
+            feeds the next, ``return_sequences=True``; other layers such as Dropout are
+            identity at inference). Built by :func:`build_lstm`.
+
+    Raises:
+        ValueError: no LSTM layers, an LSTM with ``return_sequences=False``, ``go_backwards``,
+            or an activation that is not a Keras activation function.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import numpy as np
+        import tensorflow as tf
+
+        layers = [l for l in model.layers if isinstance(l, keras.layers.LSTM)]
+        if not layers:
+            raise ValueError(f"model {model.name!r} has no LSTM layers")
+        self.layers = []
+        for l in layers:
+            if not l.return_sequences or l.go_backwards:
+                raise ValueError(f"LSTM layer {l.name!r}: only forward layers with "
+                                 "return_sequences=True are supported")
+            cell = l.cell
+            kernel = np.asarray(cell.kernel, np.float32)
+            bias = (np.asarray(cell.bias, np.float32) if cell.use_bias
+                    else np.zeros(kernel.shape[1], np.float32))
+            self.layers.append(dict(
+                kernel=tf.constant(kernel), bias=tf.constant(bias),
+                recurrent=tf.constant(np.asarray(cell.recurrent_kernel, np.float32)),
+                units=int(cell.units), act=cell.activation, rec=cell.recurrent_activation,
+                same=_same_activation(cell.activation, cell.recurrent_activation)))
+        self.input_dim = int(self.layers[0]["kernel"].shape[0])
+        self.units = [d["units"] for d in self.layers]
+        self.output_dim = self.units[-1]
+
+    def zero_states(self, batch: Any = 1) -> list:
+        """Initial states ``[h1, c1, h2, c2, ...]``: float32 zeros (batch, units) per layer."""
+        import tensorflow as tf
+
+        return [tf.zeros([batch, u], tf.float32) for u in self.units for _ in (0, 1)]
+
+    def __call__(self, x: Any, states: list | None = None, return_states: bool = False) -> Any:
+        """Run the stack over a sequence (graph-compatible; call inside ``tf.function``).
+
+        Args:
+            x: float32 (batch, frames, input_dim); frames may be 0.
+            states: optional ``[h1, c1, ..., hL, cL]``, each float32 (batch, units_l): the
+                recurrent state to start from (zeros when omitted), e.g. carried between
+                chunks of a stream.
+            return_states: also return the final states (same layout).
+
+        Returns:
+            float32 (batch, frames, output_dim), or ``(outputs, states)``.
+        """
+        import tensorflow as tf
+
+        x = tf.convert_to_tensor(x, tf.float32)
+        if states is None:
+            states = self.zero_states(tf.shape(x)[0])
+        out_states = []
+        for i, layer in enumerate(self.layers):
+            x, h, c = self._layer(x, states[2 * i], states[2 * i + 1], **layer)
+            out_states += [h, c]
+        return (x, out_states) if return_states else x
+
+    @staticmethod
+    def _layer(x, h0, c0, kernel, bias, recurrent, units, act, rec, same):
+        import tensorflow as tf
+
+        b, t = tf.shape(x)[0], tf.shape(x)[1]
+        proj = tf.matmul(tf.reshape(x, [-1, tf.shape(kernel)[0]]), kernel) + bias
+        proj = tf.transpose(tf.reshape(proj, [b, t, 4 * units]), [1, 0, 2])  # time-major
+        inputs = tf.TensorArray(tf.float32, size=t).unstack(proj)
+        outputs = tf.TensorArray(tf.float32, size=t, element_shape=tf.TensorShape([None, units]))
+
+        def step(k, h, c, ys):
+            z = inputs.read(k) + tf.matmul(h, recurrent)
+            if same:
+                zi, zf, zc, zo = tf.split(rec(z), 4, axis=1)
+            else:
+                zi, zf, zc, zo = tf.split(z, 4, axis=1)
+                zi, zf, zo, zc = rec(zi), rec(zf), rec(zo), act(zc)
+            c = zf * c + zi * zc
+            h = zo * act(c)
+            return k + 1, h, c, ys.write(k, h)
+
+        _, h, c, ys = tf.while_loop(lambda k, *_: k < t, step,
+                                    (tf.constant(0), h0, c0, outputs))
+        ys = tf.reshape(ys.stack(), [t, b, units])  # also right for t = 0
+        return tf.transpose(ys, [1, 0, 2]), h, c
+
+
+def _same_activation(a: Any, b: Any) -> bool:
+    name = lambda f: getattr(f, "__name__", None)  # noqa: E731
+    return a is b or (name(a) is not None and name(a) == name(b))

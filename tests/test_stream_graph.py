@@ -1,0 +1,132 @@
+"""SavedModel streaming signatures (stream_init / stream_step / stream_flush; state in, state
+out): exported, reloaded and driven as a server would, on real speech. The frames equal
+offline generation and the Python Streamer for any chunking, with the same emission schedule."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_talkface.export import export_model, load_trained, python_path_predict
+from tf_talkface.stream import Streamer
+from tf_talkface.stream_graph import STATE_PREFIX, SignatureStreamer
+
+ROOT = Path(__file__).resolve().parents[1]
+CKPT = ROOT / "saved_models" / "checkpoints"
+TOL = 1e-5
+
+
+def _checkpoint(name):
+    f = CKPT / f"{name}.json"
+    if not f.is_file():
+        pytest.skip(f"trained checkpoint {f} not in this checkout")
+    return f
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """name -> (TrainedModel, reloaded SavedModel module)."""
+    out = {}
+    for kind, name in (("lstm", "lstm_d1_c3_b16"), ("cnn", "cnn_nr2"), ("cnn_tc", "cnn_tc_nr")):
+        m = load_trained(_checkpoint(name))
+        d = export_model(m, tmp_path_factory.mktemp(kind) / kind / "1")
+        out[kind] = (m, tf.saved_model.load(str(d)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def speech(data_dir):
+    from tf_talkface.audio.io import load_audio
+
+    path = data_dir / "speech" / "test1.flac"
+    return {sr: load_audio(path, sr) for sr in (44100, 8000)}
+
+
+def _run(streamer, y, chunks):
+    """Push ``y`` cut at the given chunk sizes (cycled); returns frames and emission sample
+    counts (the number of samples pushed when each frame came out)."""
+    streamer.reset()
+    out, when, i, j = [], [], 0, 0
+    while i < len(y):
+        n = chunks[j % len(chunks)]
+        f = streamer.push(y[i:i + n])
+        i += n
+        j += 1
+        out.append(f)
+        when += [min(i, len(y))] * len(f)
+    out.append(streamer.flush())
+    return np.concatenate(out), when
+
+
+def test_signatures_and_state_names(exported):
+    for kind, (m, module) in exported.items():
+        sigs = module.signatures
+        assert {"stream_init", "stream_step", "stream_flush"} <= set(sigs)
+        init_out = set(sigs["stream_init"].structured_outputs)
+        assert init_out and all(k.startswith(STATE_PREFIX) for k in init_out)
+        step_in = set(sigs["stream_step"].structured_input_signature[1])
+        assert step_in == init_out | {"audio"}
+        assert set(sigs["stream_step"].structured_outputs) == init_out | {"landmarks"}
+        assert set(sigs["stream_flush"].structured_input_signature[1]) == init_out
+        # (no tensorflow-io op in any exported graph: tests/test_export.py reads saved_model.pb)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "cnn", "cnn_tc"])
+def test_signature_stream_equals_offline_and_python_streamer(exported, speech, kind):
+    m, module = exported[kind]
+    sr = 44100 if kind == "lstm" else 8000
+    y = speech[sr][:int(sr * 2.5) + 77]
+    peak = 0.5
+    if kind == "lstm":  # offline = the SavedModel's own whole-clip signature (float32 front-end)
+        ref = module.signatures["full_length"](waveform=tf.constant(y[None]))["landmarks"].numpy()[0]
+    else:
+        ref = python_path_predict(m, y, peak=peak)
+    sig = SignatureStreamer(module, sr, peak=peak)
+    py = Streamer.for_model(m, peak=peak)
+    hop = 1764 if kind == "lstm" else 320
+    for chunks in ([hop], [1, 999, 7, 5000], [len(y)]):
+        out, when = _run(sig, y, chunks)
+        assert out.shape == ref.shape
+        assert np.abs(out - ref).max() <= TOL, (kind, chunks)
+        out_py, when_py = _run(py, y, chunks)
+        assert when == when_py  # same emission schedule = same latency
+        assert np.abs(out - out_py).max() <= TOL
+    assert sig.frames_emitted == len(ref)
+    with pytest.raises(RuntimeError, match="flushed"):
+        sig.push(y[:10])
+
+
+def test_short_and_empty_streams(exported, speech):
+    for kind, (m, module) in exported.items():
+        sr = 44100 if kind == "lstm" else 8000
+        sig = SignatureStreamer(module, sr)
+        assert sig.flush().shape == (0, 68, 2)  # nothing pushed: nothing out
+        sig.reset()
+        assert sig.push(np.zeros(0, np.float32)).shape == (0, 68, 2)
+        y = speech[sr][sr:sr + 2000]
+        out, _ = _run(sig, y, [333])
+        np.testing.assert_allclose(out, python_path_predict(m, y, peak=1.0), atol=TOL)
+
+
+def test_state_is_plain_tensors_a_server_can_store(exported, speech):
+    """A session survives a round trip of its state through numpy (what a session store or
+    the REST API does)."""
+    m, module = exported["lstm"]
+    y = speech[44100][:44100]
+    sigs = module.signatures
+    state = sigs["stream_init"](peak=tf.constant(1.0))
+    frames = []
+    for i in range(0, len(y), 4410):
+        out = sigs["stream_step"](audio=tf.constant(y[i:i + 4410]), **state)
+        state = {k: tf.constant(v.numpy()) for k, v in out.items() if k.startswith(STATE_PREFIX)}
+        frames.append(out["landmarks"].numpy())
+    frames.append(sigs["stream_flush"](**state)["landmarks"].numpy())
+    np.testing.assert_allclose(np.concatenate(frames), python_path_predict(m, y), atol=1e-4)
+
+
+def test_old_export_without_streaming_signatures_is_refused():
+    class Fake:
+        signatures = {"serving_default": None}
+
+    with pytest.raises(ValueError, match="no streaming signature"):
+        SignatureStreamer(Fake(), 8000)
