@@ -81,7 +81,7 @@ def test_signature_stream_equals_offline_and_python_streamer(exported, speech, k
         ref = module.signatures["full_length"](waveform=tf.constant(y[None]))["landmarks"].numpy()[0]
     else:
         ref = python_path_predict(m, y, peak=peak)
-    sig = SignatureStreamer(module, sr, peak=peak)
+    sig = SignatureStreamer(module, kind, sr, m.delay, peak=peak)
     py = Streamer.for_model(m, peak=peak)
     hop = 1764 if kind == "lstm" else 320
     for chunks in ([hop], [1, 999, 7, 5000], [len(y)]):
@@ -92,6 +92,7 @@ def test_signature_stream_equals_offline_and_python_streamer(exported, speech, k
         assert when == when_py  # same emission schedule = same latency
         assert np.abs(out - out_py).max() <= TOL
     assert sig.frames_emitted == len(ref)
+    assert (sig.latency_ms, sig.max_latency_ms) == (py.latency_ms, py.max_latency_ms)
     with pytest.raises(RuntimeError, match="flushed"):
         sig.push(y[:10])
 
@@ -99,7 +100,7 @@ def test_signature_stream_equals_offline_and_python_streamer(exported, speech, k
 def test_short_and_empty_streams(exported, speech):
     for kind, (m, module) in exported.items():
         sr = 44100 if kind == "lstm" else 8000
-        sig = SignatureStreamer(module, sr)
+        sig = SignatureStreamer(module, kind, sr, m.delay)
         assert sig.flush().shape == (0, 68, 2)  # nothing pushed: nothing out
         sig.reset()
         assert sig.push(np.zeros(0, np.float32)).shape == (0, 68, 2)
@@ -129,4 +130,35 @@ def test_old_export_without_streaming_signatures_is_refused():
         signatures = {"serving_default": None}
 
     with pytest.raises(ValueError, match="no streaming signature"):
-        SignatureStreamer(Fake(), 8000)
+        SignatureStreamer(Fake(), "cnn", 8000)
+
+
+def test_bundled_models_stream_through_their_signatures(speech, tmp_path, capsys):
+    """The committed SavedModels carry the streaming signatures; ``open_streamer`` and the CLI
+    run them (default: the bundled default model, as generate)."""
+    from tf_talkface.saved_model import load_model
+    from tf_talkface.stream import main, open_streamer
+
+    y8 = speech[8000][:8000 * 2]
+    s = open_streamer()  # bundled default (CNN)
+    assert isinstance(s, SignatureStreamer) and s.sample_rate == 8000
+    out, _ = _run(s, y8, [640])
+    ref = python_path_predict(load_trained(_checkpoint("cnn_nr2")), y8, peak=1.0)
+    assert np.abs(out - ref).max() <= TOL
+    lstm = load_model(ROOT / "saved_models" / "lstm_grid_s1")
+    assert lstm.card["streaming"]["latency_ms"] == pytest.approx(60.0)
+    assert set(lstm.card["streaming"]["state"]) == set(
+        lstm.module.signatures["stream_init"].structured_outputs)
+    y44 = speech[44100][:44100 * 2]
+    out, _ = _run(lstm.streamer(), y44, [1764])
+    ref = lstm.predict(y44)
+    assert np.abs(out - ref).max() <= TOL
+    # CLI on a SavedModel folder
+    from tf_talkface.audio.io import write_wav
+
+    wav = write_wav(tmp_path / "in.wav", y44, 44100, subtype="FLOAT")
+    npy = tmp_path / "out" / "lm.npy"
+    assert main(["-m", str(ROOT / "saved_models" / "lstm_grid_s1"), "-i", str(wav),
+                 "--chunk", "1000", "-o", str(npy)]) == 0
+    assert np.abs(np.load(npy) - ref).max() <= TOL
+    assert "latency 60.000 ms" in capsys.readouterr().out

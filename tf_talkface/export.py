@@ -374,6 +374,8 @@ def model_card(model: TrainedModel, name: str, version: int) -> dict:
     """The ``model_card.json`` contents of an exported model (JSON-ready dict)."""
     import tensorflow as tf
 
+    from tf_talkface.stream_graph import stream_graph_for, stream_latency_ms
+
     kind = model.kind
     card = {
         "format": CARD_FORMAT,
@@ -424,6 +426,22 @@ def model_card(model: TrainedModel, name: str, version: int) -> dict:
     if kind != "lstm":
         card["signatures"]["serving_default"]["outputs"]["pca_coefficients"] = \
             "float32 (batch, frames, k)"
+    graph = stream_graph_for(model)
+    state = {n: f"{s.dtype.name} {tuple(s.shape.as_list())}".replace("None", "n")
+             for n, s in graph.state_specs.items()}
+    card["signatures"].update({
+        "stream_init": {"inputs": {"peak": "float32 () fixed peak normalisation (CNN; "
+                                           "the LSTM ignores it)"},
+                        "outputs": "state_* (the initial session state)"},
+        "stream_step": {"inputs": {"audio": "float32 (samples,) any length", "state_*": "..."},
+                        "outputs": {"landmarks": "float32 (frames, 68, 2) newly determined",
+                                    "state_*": "the new session state"}},
+        "stream_flush": {"inputs": {"state_*": "..."},
+                         "outputs": {"landmarks": "float32 (frames, 68, 2) the remaining"}},
+    })
+    latency, worst = stream_latency_ms(kind, model.delay)
+    card["streaming"] = {"latency_ms": latency, "max_latency_ms": worst, "state": state,
+                         "doc": "tf_talkface.stream_graph (docs/serving.md, 'Streaming sessions')"}
     return card
 
 

@@ -104,7 +104,8 @@ class LoadedModel:
         path: the version folder.
         card: its model card (see :func:`tf_talkface.export.model_card`).
         module: the loaded SavedModel object (``.signatures`` has ``serving_default``,
-            ``full_length``, ``features``).
+            ``full_length``, ``features``, and ``stream_init``/``stream_step``/``stream_flush``
+            since issue 6).
     """
 
     path: Path
@@ -169,6 +170,25 @@ class LoadedModel:
                                                         lengths=tf.constant(lengths))
         lm, frames = out["landmarks"].numpy(), out["frames"].numpy()
         return [lm[i, :frames[i]] for i in range(len(ws))]
+
+
+    def streamer(self, peak: float = 1.0) -> Any:
+        """A streaming session over the SavedModel's ``stream_*`` signatures: a
+        :class:`~tf_talkface.stream_graph.SignatureStreamer` (``push``/``flush``/``reset``).
+
+        Args:
+            peak: fixed peak normalisation of CNN models (1.0 = full-scale input).
+
+        Raises:
+            ModelError: the SavedModel was exported without streaming signatures.
+        """
+        from tf_talkface.stream_graph import SignatureStreamer
+
+        try:
+            return SignatureStreamer(self.module, self.card["model"], self.sample_rate,
+                                     int(self.card.get("delay") or 0), peak=peak)
+        except ValueError as e:
+            raise ModelError(f"{self.path}: {e}") from None
 
 
 def load_model(path: str | os.PathLike | None = None) -> LoadedModel:

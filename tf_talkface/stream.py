@@ -1,13 +1,14 @@
 """Streaming inference: audio chunks in, landmark frames out as soon as they are determined.
 
-``python -m tf_talkface.stream -m MODEL -i WAV|- [--chunk 640] -o OUT.npy [--peak P]``
+``python -m tf_talkface.stream [-m MODEL] -i WAV|- [--chunk 640] -o OUT.npy [--peak P]``
 
 Library::
 
-    from tf_talkface.export import load_trained
-    from tf_talkface.stream import Streamer
+    from tf_talkface.stream import open_streamer
 
-    s = Streamer.for_model(load_trained("saved_models/checkpoints/lstm_d1_c3_b16.json"))
+    s = open_streamer("saved_models/lstm_grid_s1")   # SavedModel (its stream_* signatures),
+    # or a checkpoint / run folder: open_streamer("saved_models/checkpoints/lstm_d1_c3_b16.json"),
+    # or from a loaded model: Streamer.for_model(load_trained(...)), load_model(...).streamer()
     for chunk in source:               # float32 (n,) at s.sample_rate, any n >= 0
         frames = s.push(chunk)          # (k, 68, 2), k >= 0: the frames newly determined
     frames = s.flush()                  # end of stream: the remaining frames
@@ -78,7 +79,10 @@ Measured here (2-core CPU, 10 s of speech, one 40-ms frame per push, compute onl
 p50 0.30 ms / p99 0.44 ms per frame; CNN p50 3.7 ms / p99 5.1 ms (``cnn_tc`` the same); the
 benchmark script has the reference figures.
 
-Not done: a SavedModel streaming signature (state in, state out); use the Python streamer.
+The same algorithm runs inside exported SavedModels as the ``stream_init`` / ``stream_step`` /
+``stream_flush`` signatures (state in, state out, so a server can hold sessions):
+:mod:`tf_talkface.stream_graph`, ``docs/serving.md``. Both give the same frames at the same
+moments (tested).
 """
 from __future__ import annotations
 
@@ -93,7 +97,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Streamer", "LSTMStreamer", "CNNStreamer", "generate_long", "main"]
+__all__ = ["Streamer", "LSTMStreamer", "CNNStreamer", "open_streamer", "generate_long", "main"]
 
 _EMPTY = np.zeros((0, 68, 2), np.float32)
 
@@ -151,6 +155,8 @@ class Streamer:
 
     sample_rate: int
     model: Any
+    kind: str   # "lstm", "cnn" or "cnn_tc"
+    delay: int  # frame delay (LSTM; 0 for the CNNs)
 
     @staticmethod
     def for_model(model: Any, peak: float = 1.0) -> "Streamer":
@@ -169,12 +175,18 @@ class Streamer:
         raise NotImplementedError
 
     @property
-    def latency_ms(self) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def latency_ms(self) -> float:
+        """Algorithmic latency in ms (:func:`~tf_talkface.stream_graph.stream_latency_ms`)."""
+        from tf_talkface.stream_graph import stream_latency_ms
+
+        return stream_latency_ms(self.kind, self.delay)[0]
 
     @property
-    def max_latency_ms(self) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def max_latency_ms(self) -> float:
+        """Worst case in ms from any sample to its first frame (``stream_latency_ms``)."""
+        from tf_talkface.stream_graph import stream_latency_ms
+
+        return stream_latency_ms(self.kind, self.delay)[1]
 
     def _accept(self, chunk: Any) -> np.ndarray | None:
         """Common start of ``push``: check the stream is open, convert the chunk, count its
@@ -206,7 +218,7 @@ class LSTMStreamer(Streamer):
 
         if model.kind != "lstm":
             raise ValueError(f"LSTMStreamer needs an lstm model, got {model.kind!r}")
-        self.model = model
+        self.model, self.kind = model, model.kind
         self.cfg = cfg = LogMelConfig()
         self.sample_rate = cfg.sample_rate
         self.n_fft, self.hop, self.pad = cfg.n_fft, cfg.hop_length, cfg.n_fft // 2
@@ -253,17 +265,6 @@ class LSTMStreamer(Streamer):
         self.frames_emitted = 0
         self._closed = False
 
-    @property
-    def latency_ms(self) -> float:
-        """Algorithmic latency: delay x hop + (n_fft - n_fft//2) samples, in ms (60 for delay 1)."""
-        return 1000.0 * (self.delay * self.hop + self.n_fft - self.pad) / self.sample_rate
-
-    @property
-    def max_latency_ms(self) -> float:
-        """Worst case from any sample to its first frame: delay x hop + n_fft samples, in ms."""
-        return 1000.0 * (self.delay * self.hop + self.n_fft) / self.sample_rate
-
-    # ----------------------------------------------------------------------------- steps
     def _features(self, frames: np.ndarray) -> np.ndarray:
         """Complete STFT frames (k, n_fft) -> context-stacked delta features (k, input_dim)."""
         if len(frames) <= _NUMPY_MAX_FRAMES:  # live case: numpy (float32 FFT), no graph dispatch
@@ -395,7 +396,7 @@ class CNNStreamer(Streamer):
             raise ValueError(f"CNNStreamer needs a cnn or cnn_tc model, got {model.kind!r}")
         if not peak > 0:
             raise ValueError(f"peak must be > 0, got {peak!r}")
-        self.model, self.peak = model, float(peak)
+        self.model, self.peak, self.kind, self.delay = model, float(peak), model.kind, 0
         self.sample_rate = C.SAMPLE_RATE
         self.hop, self.window, self.pad = C.HOP, C.WINDOW, C.PAD
         self.read = C.MIN_PADDED_LENGTH  # samples of a window the trunk reads (2237)
@@ -430,16 +431,6 @@ class CNNStreamer(Streamer):
         self._c = self._init[None].copy()
         self.frames_emitted = 0
         self._closed = False
-
-    @property
-    def latency_ms(self) -> float:
-        """Algorithmic latency: (2237 - 1120) samples after the frame centre, in ms (139.625)."""
-        return 1000.0 * (self.read - self.pad) / self.sample_rate
-
-    @property
-    def max_latency_ms(self) -> float:
-        """Worst case from any sample to its first frame: 2237 samples, in ms (279.625)."""
-        return 1000.0 * self.read / self.sample_rate
 
     def _propagate(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
         """Feed padded-coordinate samples through the layers; returns the new frames."""
@@ -515,10 +506,29 @@ def generate_long(model: Any, waveform: Any, chunk_seconds: float = 30.0,
 
 # ----------------------------------------------------------------------------- CLI
 
-def _load_model(src: str) -> Any:
-    from tf_talkface.export import load_trained
+def open_streamer(source: str | os.PathLike | None = None, peak: float = 1.0) -> Streamer:
+    """A streamer for any model form: an exported SavedModel folder (``saved_models/NAME`` or
+    ``saved_models/NAME/VERSION``; runs its ``stream_*`` signatures,
+    :class:`~tf_talkface.stream_graph.SignatureStreamer`), a checkpoint ``NAME.json`` or a
+    training run folder (the Python :class:`LSTMStreamer` / :class:`CNNStreamer`). ``None``:
+    the bundled default SavedModel (as ``generate``).
 
-    return load_trained(src)
+    Raises:
+        tf_talkface.saved_model.ModelError, tf_talkface.export.ExportError: not a model.
+        ValueError: ``peak <= 0``.
+    """
+    from tf_talkface.saved_model import CARD_FILE, load_model, resolve_model_dir
+
+    if source is not None:
+        p = Path(source)
+        saved = p.is_dir() and ((p / CARD_FILE).is_file() or (p / "saved_model.pb").is_file()
+                                or any(v.is_dir() and v.name.isdigit() for v in p.iterdir()))
+        if not saved:
+            from tf_talkface.export import load_trained
+
+            return Streamer.for_model(load_trained(p), peak=peak)
+        source = resolve_model_dir(p)
+    return load_model(source).streamer(peak=peak)
 
 
 def _chunks_from_wav(path: str, sample_rate: int, chunk: int):
@@ -550,8 +560,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m tf_talkface.stream",
         description="Stream audio through a trained model in chunks (as a live source would) "
                     "and write the landmarks (frames, 68, 2) to a .npy file.")
-    p.add_argument("-m", "--model", required=True,
-                   help="checkpoint NAME.json or training run folder")
+    p.add_argument("-m", "--model", default=None,
+                   help="exported SavedModel folder (saved_models/NAME[/VERSION]; runs its "
+                        "streaming signatures), checkpoint NAME.json or training run folder "
+                        "(default: the bundled default model)")
     p.add_argument("-i", "--input", required=True,
                    help="audio file (resampled to the model's rate) or '-' for raw mono PCM on "
                         "stdin at the model's rate (44100 Hz lstm, 8000 Hz cnn)")
@@ -574,8 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     from tf_talkface.saved_model import ModelError
 
     try:
-        model = _load_model(args.model)
-        s = Streamer.for_model(model, peak=args.peak)
+        s = open_streamer(args.model, peak=args.peak)
     except (ExportError, ModelError, ValueError) as e:
         print(f"stream: error: {e}", file=sys.stderr)
         return 1
@@ -592,8 +603,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         print(f"flush -> {len(f)} frames", file=sys.stderr)
     lm = np.concatenate(out).astype(np.float32)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    np.save(args.output, lm)
+    from tf_talkface.generate import save_npy
+
+    save_npy(args.output, lm)  # atomic
     print(f"{lm.shape[0]} frames ({s.n_samples} samples, {s.sample_rate} Hz; algorithmic latency "
           f"{s.latency_ms:.3f} ms) -> {args.output}")
     return 0

@@ -57,10 +57,42 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STATE_PREFIX", "stream_graph_for", "LSTMStreamGraph", "CNNStreamGraph",
+from tf_talkface.stream import Streamer
+
+__all__ = ["STATE_PREFIX", "stream_latency_ms", "stream_graph_for", "LSTMStreamGraph", "CNNStreamGraph",
            "cnn_propagate_fn", "SignatureStreamer"]
 
 STATE_PREFIX = "state_"
+
+
+def stream_latency_ms(kind: str, delay: int = 0) -> tuple[float, float]:
+    """Algorithmic latency of streaming, in ms: ``(latency, max_latency)``.
+
+    ``latency``: how long after the instant a frame depicts (its centre, ``t * 40`` ms) the
+    last audio sample it depends on arrives (compute time excluded). ``max_latency``: the worst
+    case from the arrival of any sample to the first frame whose window contains it.
+
+    * ``"lstm"``: ``(delay * hop + n_fft - n_fft // 2) / sr`` = delay x 40 + 20 ms, and
+      ``(delay * hop + n_fft) / sr`` = delay x 40 + 40 ms (hop = n_fft = 1764 at 44.1 kHz).
+    * ``"cnn"``, ``"cnn_tc"``: ``(2237 - 1120) / 8000`` s = 139.625 ms (the trunk reads 2237
+      of the 2240 window samples, 1120 of them before the centre), and 2237 / 8000 s = 279.625.
+
+    Raises:
+        ValueError: unknown ``kind``.
+    """
+    if kind == "lstm":
+        from tf_talkface.config import LogMelConfig
+
+        cfg = LogMelConfig()
+        n_fft, hop, sr = cfg.n_fft, cfg.hop_length, cfg.sample_rate
+        return (1000.0 * (delay * hop + n_fft - n_fft // 2) / sr,
+                1000.0 * (delay * hop + n_fft) / sr)
+    if kind in ("cnn", "cnn_tc"):
+        from tf_talkface.models import cnn as C
+
+        return (1000.0 * (C.MIN_PADDED_LENGTH - C.PAD) / C.SAMPLE_RATE,
+                1000.0 * C.MIN_PADDED_LENGTH / C.SAMPLE_RATE)
+    raise ValueError(f"unknown model kind {kind!r}")
 
 
 def stream_graph_for(model: Any) -> "LSTMStreamGraph | CNNStreamGraph":
@@ -383,21 +415,25 @@ class CNNStreamGraph(_StreamGraph):
                        lambda: tf.zeros([0, 68, 2], tf.float32))
 
 
-class SignatureStreamer:
+class SignatureStreamer(Streamer):
     """The :class:`~tf_talkface.stream.Streamer` interface over a SavedModel's streaming
     signatures: holds one session's state dict between calls, as a server would.
 
     Args:
-        module: the loaded SavedModel (``tf.saved_model.load``; needs ``stream_init``,
-            ``stream_step``, ``stream_flush`` signatures: exports from tf_talkface >= issue 6).
-        sample_rate: the model's rate in Hz (from its model card).
+        module: the loaded SavedModel (``tf.saved_model.load``) with ``stream_init``,
+            ``stream_step``, ``stream_flush`` signatures (exports since issue 6).
+        kind: ``"lstm"``, ``"cnn"`` or ``"cnn_tc"`` (model card ``model``).
+        sample_rate: the model's rate in Hz (model card ``sample_rate``).
+        delay: the frame delay (model card ``delay``; 0 for the CNNs).
         peak: fixed peak normalisation for CNN models (ignored by the LSTM).
 
     Raises:
-        ValueError: the SavedModel has no streaming signatures (exported before they existed).
+        ValueError: the SavedModel has no streaming signatures (exported before they existed),
+            or ``peak <= 0``.
     """
 
-    def __init__(self, module: Any, sample_rate: int, peak: float = 1.0) -> None:
+    def __init__(self, module: Any, kind: str, sample_rate: int, delay: int = 0,
+                 peak: float = 1.0) -> None:
         sigs = module.signatures
         missing = [k for k in ("stream_init", "stream_step", "stream_flush") if k not in sigs]
         if missing:
@@ -407,6 +443,7 @@ class SignatureStreamer:
             raise ValueError(f"peak must be > 0, got {peak!r}")
         self._init, self._step, self._flush = (sigs["stream_init"], sigs["stream_step"],
                                                sigs["stream_flush"])
+        self.model, self.kind, self.delay = module, kind, int(delay)
         self.sample_rate, self.peak = int(sample_rate), float(peak)
         self.reset()
 
@@ -422,20 +459,18 @@ class SignatureStreamer:
         """Samples float32 (n,) at ``sample_rate`` -> the (k, 68, 2) frames now determined."""
         import tensorflow as tf
 
-        if self._closed:
-            raise RuntimeError("stream already flushed; call reset() to start a new one")
-        x = np.asarray(chunk, np.float32).reshape(-1)
+        x = self._accept(chunk)
+        if x is None:
+            return np.zeros((0, 68, 2), np.float32)
         out = self._step(audio=tf.constant(x), **self._state)
         self._state = {k: v for k, v in out.items() if k.startswith(STATE_PREFIX)}
-        self.n_samples += len(x)
         lm = out["landmarks"].numpy()
         self.frames_emitted += len(lm)
         return lm
 
     def flush(self) -> np.ndarray:
         """End of stream: the remaining (k, 68, 2) frames."""
-        if self._closed:
-            raise RuntimeError("stream already flushed; call reset() to start a new one")
+        self._check_open()
         self._closed = True
         lm = self._flush(**self._state)["landmarks"].numpy()
         self.frames_emitted += len(lm)

@@ -101,7 +101,8 @@ class StackedLSTMInference:
 
     Gate order and equations are Keras' (``i, f, c, o``; ``c' = rec(f) c + rec(i) act(z_c)``,
     ``h' = rec(o) act(c')``). Exactness vs the Keras model: float32 round-off (~2e-7 on the
-    2018 model's outputs; tests/test_lstm_fast.py).
+    2018 model's outputs; tests/test_lstm_fast.py). It reads the layers' variables, so later
+    weight changes (training, ``load_weights``) are seen.
 
     Args:
         model: a Keras model whose ``keras.layers.LSTM`` layers form a plain stack (each LSTM
@@ -114,7 +115,6 @@ class StackedLSTMInference:
     """
 
     def __init__(self, model: Any) -> None:
-        import numpy as np
         import tensorflow as tf
 
         layers = [l for l in model.layers if isinstance(l, keras.layers.LSTM)]
@@ -126,12 +126,13 @@ class StackedLSTMInference:
                 raise ValueError(f"LSTM layer {l.name!r}: only forward layers with "
                                  "return_sequences=True are supported")
             cell = l.cell
-            kernel = np.asarray(cell.kernel, np.float32)
-            bias = (np.asarray(cell.bias, np.float32) if cell.use_bias
-                    else np.zeros(kernel.shape[1], np.float32))
+            # the layers' own tf.Variables (not constants): a SavedModel stores them once in
+            # variables/, shared by all its signatures
+            var = lambda v: getattr(v, "value", v)  # noqa: E731 - KerasVariable -> tf.Variable
             self.layers.append(dict(
-                kernel=tf.constant(kernel), bias=tf.constant(bias),
-                recurrent=tf.constant(np.asarray(cell.recurrent_kernel, np.float32)),
+                kernel=var(cell.kernel), recurrent=var(cell.recurrent_kernel),
+                bias=(var(cell.bias) if cell.use_bias
+                      else tf.zeros([cell.kernel.shape[1]], tf.float32)),
                 units=int(cell.units), act=cell.activation, rec=cell.recurrent_activation,
                 same=_same_activation(cell.activation, cell.recurrent_activation)))
         self.input_dim = int(self.layers[0]["kernel"].shape[0])
