@@ -30,7 +30,10 @@ CNN (Eskimez et al. 2020, checkpoint ``cnn_nr2`` = SavedModel ``cnn_nr_grid_s1``
     python scripts/bench_generate.py [--seconds 60] [--speech ../shared/data/speech/obama.wav]
                                      [--repeats 3] [--subset 100]
 
-Streaming (``tf_talkface.stream``): TODO — added once that module exists (see docs/performance.md).
+Streaming (``tf_talkface.stream``), LSTM and CNN: the whole clip pushed through a ``Streamer`` in
+40-ms chunks (one frame hop each, as a live source), then ``flush``, timed as a whole like the
+other variants (CNN with the streamer's fixed ``peak=1.0``; same work as any other peak). No goal
+here: the per-frame latency percentiles are ``scripts/bench_stream.py``'s.
 """
 from __future__ import annotations
 
@@ -53,6 +56,7 @@ from tf_talkface.export import load_trained, python_path_predict
 from tf_talkface.models import cnn as C
 from tf_talkface.resources import shared_data_dir
 from tf_talkface.saved_model import load_model
+from tf_talkface.stream import Streamer
 
 WINDOW_2018 = 75  # frames per original prediction window
 
@@ -194,6 +198,19 @@ def main():
     print(f"  check CNN per-window vs fully-convolutional codes: max |diff| "
           f"{np.abs(codes_win - codes_full[c_idx[:20]]).max():.2e} (20 frames)")
 
+    # streaming: 40-ms pushes over the whole clip, then flush (checked against the offline path)
+    lstm_st, cnn_st = Streamer.for_model(lstm), Streamer.for_model(cnn, peak=1.0)
+
+    def stream_all(s, y):
+        s.reset()
+        step = int(round(0.040 * s.sample_rate))
+        return np.concatenate([s.push(y[i:i + step]) for i in range(0, len(y), step)] + [s.flush()])
+
+    print(f"  check LSTM stream (40-ms pushes) vs python_path_predict: max |diff| "
+          f"{np.abs(stream_all(lstm_st, y44).reshape(n_lstm, -1) - ref).max():.2e}")
+    print(f"  check CNN stream (40-ms pushes) vs python_path_predict(peak=1): max |diff| "
+          f"{np.abs(stream_all(cnn_st, y8) - python_path_predict(cnn, y8, peak=1.0)).max():.2e}")
+
     mm = tf.random.normal([a.matmul, a.matmul], dtype=tf.float32)
     mm_fn = tf.function(lambda x: tf.linalg.matmul(x, x))
 
@@ -204,9 +221,11 @@ def main():
         "lstm ours SavedModel (waveform in)": lambda: lstm_sm.predict(y44),
         "lstm ours tf.function (waveform in)": lambda: lstm_fn(y44_t).numpy(),
         "lstm ours XLA (waveform in)": lambda: lstm_xla(y44_t).numpy(),
+        "lstm stream, 40-ms pushes + flush": lambda: stream_all(lstm_st, y44),
         "cnn (b) original, eager forward per window": lambda: orig_b(),
         "cnn (b') original, tf.function per window": lambda: orig_b_fn(),
         "cnn ours SavedModel fully-conv (waveform in)": lambda: cnn_sm.predict(y8),
+        "cnn stream, 40-ms pushes + flush": lambda: stream_all(cnn_st, y8),
         "matmul": lambda: mm_fn(mm).numpy(),
     }
     for fn in variants.values():  # warm-up: tracing, XLA compilation, caches
@@ -228,9 +247,11 @@ def main():
         "lstm ours SavedModel (waveform in)": med["lstm ours SavedModel (waveform in)"] / n_lstm,
         "lstm ours tf.function (waveform in)": med["lstm ours tf.function (waveform in)"] / n_lstm,
         "lstm ours XLA (waveform in)": med["lstm ours XLA (waveform in)"] / n_lstm,
+        "lstm stream, 40-ms pushes + flush": med["lstm stream, 40-ms pushes + flush"] / n_lstm,
         "cnn (b) original, eager forward per window": med["cnn (b) original, eager forward per window"] / len(wins_b),
         "cnn (b') original, tf.function per window": med["cnn (b') original, tf.function per window"] / len(wins_b),
         "cnn ours SavedModel fully-conv (waveform in)": med["cnn ours SavedModel fully-conv (waveform in)"] / n_cnn,
+        "cnn stream, 40-ms pushes + flush": med["cnn stream, 40-ms pushes + flush"] / n_cnn,
     }
     base_a = pf["lstm (a) original, model.predict per frame"]
     base_a2 = pf["lstm (a') original, tf.function per frame"]
@@ -282,7 +303,12 @@ def main():
     print(f"  CNN >= 6x fewer FLOPs than per-window: {macs_pw / macs_fc:.2f}x -> {ok(macs_pw / macs_fc >= 6)}")
     print(f"  CNN >= 5x faster than (b): {s_cnn:.1f}x -> {ok(s_cnn >= 5)} "
           f"(vs (b') tf.function per window: {base_b2 / pf['cnn ours SavedModel fully-conv (waveform in)']:.1f}x)")
-    print("  streaming column: TODO (tf_talkface.stream not benchmarked here yet)")
+    ps_l, ps_c = pf["lstm stream, 40-ms pushes + flush"], pf["cnn stream, 40-ms pushes + flush"]
+    print(f"  streaming (info, no goal here; per-frame p50/p99: scripts/bench_stream.py): whole clip in "
+          f"40-ms pushes + flush: LSTM {ps_l * 1e3:.3f} ms/frame, RTF {ps_l * n_lstm / dur:.4f} "
+          f"({ps_l / pf['lstm ours SavedModel (waveform in)']:.1f}x the SavedModel's time); CNN "
+          f"{ps_c * 1e3:.3f} ms/frame, RTF {ps_c * n_cnn / dur:.4f} "
+          f"({ps_c / pf['cnn ours SavedModel fully-conv (waveform in)']:.1f}x the SavedModel's time)")
 
 
 if __name__ == "__main__":

@@ -170,7 +170,20 @@ class StackedLSTMInference:
         return (x, out_states) if return_states else x
 
     @staticmethod
-    def _layer(x, h0, c0, kernel, bias, recurrent, units, act, rec, same):
+    def _cell(z, c, act, rec, same):
+        """Keras' LSTM gate arithmetic on ``z`` (batch, 4 units): new ``(c, h)``."""
+        import tensorflow as tf
+
+        if same:
+            zi, zf, zc, zo = tf.split(rec(z), 4, axis=1)
+        else:
+            zi, zf, zc, zo = tf.split(z, 4, axis=1)
+            zi, zf, zo, zc = rec(zi), rec(zf), rec(zo), act(zc)
+        c = zf * c + zi * zc
+        return c, zo * act(c)
+
+    @classmethod
+    def _layer(cls, x, h0, c0, kernel, bias, recurrent, units, act, rec, same):
         import tensorflow as tf
 
         b, t = tf.shape(x)[0], tf.shape(x)[1]
@@ -180,14 +193,7 @@ class StackedLSTMInference:
         outputs = tf.TensorArray(tf.float32, size=t, element_shape=tf.TensorShape([None, units]))
 
         def step(k, h, c, ys):
-            z = inputs.read(k) + tf.matmul(h, recurrent)
-            if same:
-                zi, zf, zc, zo = tf.split(rec(z), 4, axis=1)
-            else:
-                zi, zf, zc, zo = tf.split(z, 4, axis=1)
-                zi, zf, zo, zc = rec(zi), rec(zf), rec(zo), act(zc)
-            c = zf * c + zi * zc
-            h = zo * act(c)
+            c, h = cls._cell(inputs.read(k) + tf.matmul(h, recurrent), c, act, rec, same)
             return k + 1, h, c, ys.write(k, h)
 
         _, h, c, ys = tf.while_loop(lambda k, *_: k < t, step,
