@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CARD_FILE", "CARD_FORMAT", "BASIS_FILE", "DEFAULT_MODEL", "MODEL_ENV", "ModelError",
-           "LoadedModel", "default_model_dir", "resolve_model_dir", "read_card", "load_model"]
+           "LONG_AUDIO_SECONDS", "LoadedModel", "default_model_dir", "resolve_model_dir", "read_card", "load_model"]
 
 CARD_FILE = "model_card.json"
 BASIS_FILE = "pca_basis.json"
@@ -24,6 +24,8 @@ CARD_FORMAT = "tf_talkface-savedmodel"
 DEFAULT_MODEL = "cnn_nr_grid_s1"
 """Name of the bundled default model under ``saved_models/``: the noise-resilient 2020 CNN trained
 on GRID s1 (its mouth moves 8x more than the bundled LSTM's; see saved_models/README.md)."""
+LONG_AUDIO_SECONDS = 120.0
+""":meth:`LoadedModel.predict` processes longer audio in chunks of this many seconds."""
 MODEL_ENV = "TF_TALKFACE_MODEL"
 """Environment variable that overrides the default model folder."""
 
@@ -118,6 +120,11 @@ class LoadedModel:
         return int(self.card["sample_rate"])
 
     @property
+    def kind(self) -> str:
+        """``"lstm"``, ``"cnn"`` or ``"cnn_tc"`` (model card ``model``)."""
+        return str(self.card["model"])
+
+    @property
     def name(self) -> str:
         return f"{self.card['name']}/{self.card['version']}"
 
@@ -132,12 +139,20 @@ class LoadedModel:
             return 1 + n // 1764
         return -(-n // 320)
 
-    def predict(self, waveform: np.ndarray) -> np.ndarray:
+    def predict(self, waveform: np.ndarray, chunk_seconds: float = LONG_AUDIO_SECONDS) -> np.ndarray:
         """Landmarks of one mono waveform.
+
+        Audio longer than ``chunk_seconds`` goes through the streaming signatures in chunks of
+        ``chunk_seconds`` with carried state (:func:`tf_talkface.stream.generate_long`; CNN:
+        normalised by the clip's own peak, as in one go), so an hour of speech never builds
+        an hour-sized graph buffer; the frames equal the one-call result (float32 round-off,
+        tested). Shorter audio runs ``serving_default`` in one call.
 
         Args:
             waveform: float (samples,) at :attr:`sample_rate` Hz, any length >=
                 ``card["min_samples"]``.
+            chunk_seconds: the one-call limit and chunk length in seconds (``inf``: always one
+                call).
 
         Returns:
             float32 (frames, 68, 2) at 25 fps in the model's normalised coordinates.
@@ -145,6 +160,13 @@ class LoadedModel:
         Raises:
             ModelError: not 1-D, or shorter than the model's minimum.
         """
+        w = np.asarray(waveform)
+        if (w.ndim == 1 and len(w) > chunk_seconds * self.sample_rate
+                and "stream_step" in self.module.signatures):
+            from tf_talkface.stream import generate_long
+
+            return generate_long(self, w.astype(np.float32, copy=False),
+                                 chunk_seconds=chunk_seconds, peak=None)
         return self.predict_batch([waveform])[0]
 
     def predict_batch(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:

@@ -484,7 +484,8 @@ def generate_long(model: Any, waveform: Any, chunk_seconds: float = 30.0,
     """Offline generation of long audio with bounded memory (chunks with carried state).
 
     Args:
-        model: a :class:`~tf_talkface.export.TrainedModel`.
+        model: a :class:`~tf_talkface.export.TrainedModel` (Python streamer) or a
+            :class:`~tf_talkface.saved_model.LoadedModel` (its ``stream_*`` signatures).
         waveform: float mono (samples,) at ``model.sample_rate`` (a numpy memmap works too).
         chunk_seconds: audio per step; memory is O(chunk), not O(clip).
         peak: CNN models: fixed normalisation (see the module docstring); ``None`` = the clip's
@@ -497,7 +498,8 @@ def generate_long(model: Any, waveform: Any, chunk_seconds: float = 30.0,
     if model.kind != "lstm" and peak is None:
         p = float(np.max(np.abs(y))) if len(y) else 0.0
         peak = p if p > 0 else 1.0
-    s = Streamer.for_model(model, peak=peak if peak is not None else 1.0)
+    peak = peak if peak is not None else 1.0
+    s = model.streamer(peak=peak) if hasattr(model, "streamer") else Streamer.for_model(model, peak)
     step = max(1, int(chunk_seconds * s.sample_rate))
     out = [s.push(y[i:i + step]) for i in range(0, len(y), step)]
     out.append(s.flush())
