@@ -81,6 +81,37 @@ def stream_once(s: Streamer, y: np.ndarray, chunk: int):
     return np.array(times), np.concatenate(out), t_flush, np.array(lat)
 
 
+def plot_cdf(results: dict, path: str, chunk_ms: float) -> None:
+    """Empirical CDF of the compute time per push, one curve per model, log time axis; the
+    goals (2 ms LSTM, 10 ms CNN) and the chunk duration as vertical lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tf_talkface.atomic import atomic_output
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    for name, r in results.items():
+        t = np.sort(r["times"])
+        ax.plot(t, np.arange(1, len(t) + 1) / len(t), label=f"{name} (p99 {r['p99']:.2f} ms)",
+                ls="--" if name.endswith("_saved") else "-")
+    for g, lab in ((2.0, "LSTM goal 2 ms"), (10.0, "CNN goal 10 ms"), (chunk_ms, f"chunk {chunk_ms:g} ms")):
+        ax.axvline(g, color="grey", lw=0.8, ls=":")
+        ax.text(g, 0.02, f" {lab}", rotation=90, va="bottom", fontsize=8, color="grey")
+    ax.axhline(0.99, color="grey", lw=0.6)
+    ax.set_xscale("log")
+    ax.set_xlabel("compute per push (= per 40-ms frame), ms")
+    ax.set_ylabel("fraction of pushes")
+    ax.set_title("Streaming compute latency per frame (bench_stream.py)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="center right", fontsize=8)
+    fig.tight_layout()
+    with atomic_output(Path(path), ".tmp.png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=30.0, help="seconds of speech per stream")
@@ -96,6 +127,9 @@ def main() -> int:
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated subset of {','.join(MODELS)}")
     ap.add_argument("--rounds", type=int, default=1, help="whole streams per model, timings pooled")
     ap.add_argument("--warmup", type=int, default=25, help="untimed pushes (+ flush) before timing")
+    ap.add_argument("--plot", default=None,
+                    help="write a PNG: distribution (CDF) of compute per push for every model, "
+                         "with the goals")
     a = ap.parse_args()
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     bad = [m for m in models if m not in MODELS]
@@ -150,7 +184,7 @@ def main() -> int:
                  margin=chunk_s * 1e3 / p99, alg=s.latency_ms, alg_max=s.max_latency_ms,
                  total=s.latency_ms + p99, obs_med=np.median(lat) if len(lat) else float("nan"),
                  obs_max=lat.max() if len(lat) else float("nan"), flush=np.median(flushes) * 1e3,
-                 diff=diff, rtf=t.sum() / 1e3 / (a.rounds * len(y) / s.sample_rate))
+                 diff=diff, rtf=t.sum() / 1e3 / (a.rounds * len(y) / s.sample_rate), times=t)
         results[name] = r
         ok = diff <= TOLERANCE
         failed |= not ok
@@ -175,6 +209,10 @@ def main() -> int:
     if any(r["pushes"] < 1000 for r in results.values()):
         print("note: fewer than 1000 pushes per model: p99 is close to the few slowest pushes; "
               "use --seconds / --rounds for a stable p99.")
+
+    if a.plot:
+        plot_cdf(results, a.plot, a.chunk_ms)
+        print(f"plot: {a.plot}")
 
     ok = lambda c: "MET" if c else "NOT MET"  # noqa: E731
     print("\ngoals (streaming issue):")

@@ -75,9 +75,9 @@ Long audio: :func:`generate_long` runs the streamer with big chunks (30 s by def
 hour of speech never builds an hour-sized graph buffer (memory: one chunk of audio + its frames
 + the output). The numbers equal the one-go offline path (tested on 10 minutes).
 
-Measured here (2-core CPU, 10 s of speech, one 40-ms frame per push, compute only): LSTM
-p50 0.30 ms / p99 0.44 ms per frame; CNN p50 3.7 ms / p99 5.1 ms (``cnn_tc`` the same); the
-benchmark script has the reference figures.
+Measured here (``scripts/bench_stream.py --seconds 60``, 2-core CPU, one 40-ms frame per push,
+compute only): LSTM p50 0.31 ms / p99 0.48 ms per frame; CNN 3.4 / 5.8 ms; CNN-TC 3.2 / 5.4 ms
+(docs/performance.md).
 
 The same algorithm runs inside exported SavedModels as the ``stream_init`` / ``stream_step`` /
 ``stream_flush`` signatures (state in, state out, so a server can hold sessions):
