@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +18,22 @@ def data_dir():
     if d is None:
         pytest.skip(f"real data not found: set {DATA_ENV} or place it at ../shared/data")
     return d
+
+
+CHECKPOINTS = Path(__file__).resolve().parents[1] / "saved_models" / "checkpoints"
+
+
+@pytest.fixture(scope="session")
+def checkpoint():
+    """``checkpoint(name)`` -> ``saved_models/checkpoints/NAME.json`` (a committed trained
+    model); the test skips when the checkout lacks it."""
+    def get(name: str) -> Path:
+        f = CHECKPOINTS / f"{name}.json"
+        if not f.is_file():
+            pytest.skip(f"trained checkpoint {f} not in this checkout")
+        return f
+
+    return get
 
 
 SMALL_CLIPS = ["bbaf2n", "bbaf3s", "bbaf4p", "bbal6n", "bbal8p", "bbal9a", "bbas1s", "bbas2p"]

@@ -31,24 +31,17 @@ import pytest
 from tf_talkface import client as C
 
 ROOT = Path(__file__).resolve().parents[1]
-CKPT = ROOT / "saved_models" / "checkpoints"
 SCRIPT = ROOT / "scripts" / "serve_tfserving.sh"
 ATOL = 1e-5
 
 
-def _checkpoint(name: str) -> Path:
-    f = CKPT / f"{name}.json"
-    if not f.is_file():
-        pytest.skip(f"trained checkpoint {f} not in this checkout")
-    return f
-
 
 @pytest.fixture(scope="module")
-def lstm_dir(tmp_path_factory) -> Path:
+def lstm_dir(tmp_path_factory, checkpoint) -> Path:
     """The LSTM checkpoint exported once for the module: .../lstm_grid_s1/1."""
     from tf_talkface.export import export
 
-    src = _checkpoint("lstm_d1_c3_b16")
+    src = checkpoint("lstm_d1_c3_b16")
     return export(src, tmp_path_factory.mktemp("served") / "lstm_grid_s1" / "1")
 
 
@@ -580,11 +573,11 @@ def test_client_errors(server, lstm_dir, clips, tmp_path, capsys):
     assert not (tmp_path / "out" / "b.npy").exists()
 
 
-def test_cnn_model_at_8khz(server, clips, tmp_path, tmp_path_factory, capsys):
+def test_cnn_model_at_8khz(server, clips, tmp_path, tmp_path_factory, capsys, checkpoint):
     from tf_talkface.export import export
     from tf_talkface.saved_model import load_model
 
-    src = _checkpoint("cnn_nr")
+    src = checkpoint("cnn_nr")
     cnn_dir = export(src, tmp_path_factory.mktemp("served") / "cnn_nr" / "2")
     server.add_model("cnn_nr", 2, cnn_dir)
     meta = C.rest_metadata(server.url, "cnn_nr")

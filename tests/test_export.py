@@ -12,28 +12,20 @@ from tf_talkface.export import (ExportError, export, export_model, load_trained,
                                 python_path_predict)
 from tf_talkface.saved_model import ModelError, load_model, read_card, resolve_model_dir
 
-ROOT = Path(__file__).resolve().parents[1]
-CKPT = ROOT / "saved_models" / "checkpoints"
 
-
-def _checkpoint(name):
-    f = CKPT / f"{name}.json"
-    if not f.is_file():
-        pytest.skip(f"trained checkpoint {f} not in this checkout")
-    return f
 
 
 @pytest.fixture(scope="module")
-def lstm_export(tmp_path_factory):
-    src = _checkpoint("lstm_d1_c3_b16")
+def lstm_export(tmp_path_factory, checkpoint):
+    src = checkpoint("lstm_d1_c3_b16")
     out = tmp_path_factory.mktemp("exp") / "lstm_grid_s1" / "1"
     export(src, out)
     return load_trained(src), out
 
 
 @pytest.fixture(scope="module")
-def cnn_tc_export(tmp_path_factory):
-    src = _checkpoint("cnn_tc_nr")
+def cnn_tc_export(tmp_path_factory, checkpoint):
+    src = checkpoint("cnn_tc_nr")
     out = tmp_path_factory.mktemp("exp") / "cnn_tc" / "3"
     export(src, out)
     return load_trained(src), out

@@ -1,8 +1,6 @@
 """StackedLSTMInference (the fast inference twin of the 2018 LSTM stack): equal to the Keras
 model on real speech features, in batches, with states carried across chunks, with the
 original Keras 2 gates, and with empty inputs."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,18 +9,14 @@ from tf_talkface.audio.features import add_context, logmel_delta_features
 from tf_talkface.config import LogMelConfig
 from tf_talkface.models.lstm import StackedLSTMInference, build_lstm
 
-ROOT = Path(__file__).resolve().parents[1]
 TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def trained():
+def trained(checkpoint):
     from tf_talkface.export import load_trained
 
-    f = ROOT / "saved_models" / "checkpoints" / "lstm_d1_c3_b16.json"
-    if not f.is_file():
-        pytest.skip(f"trained checkpoint {f} not in this checkout")
-    return load_trained(f)
+    return load_trained(checkpoint("lstm_d1_c3_b16"))
 
 
 @pytest.fixture(scope="module")

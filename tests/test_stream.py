@@ -19,16 +19,10 @@ TOL = 1e-5
 CHUNKS = [7, 1763, 1764, 5000, None]  # None = the whole file in one push
 
 
-def _checkpoint(name):
-    f = CKPT / f"{name}.json"
-    if not f.is_file():
-        pytest.skip(f"trained checkpoint {f} not in this checkout")
-    return f
-
 
 @pytest.fixture(scope="module")
-def models():
-    return {k: load_trained(_checkpoint(n)) for k, n in
+def models(checkpoint):
+    return {k: load_trained(checkpoint(n)) for k, n in
             (("lstm", "lstm_d1_c3_b16"), ("cnn", "cnn_nr2"), ("cnn_tc", "cnn_tc_nr"))}
 
 

@@ -12,23 +12,16 @@ from tf_talkface.stream import Streamer
 from tf_talkface.stream_graph import STATE_PREFIX, SignatureStreamer
 
 ROOT = Path(__file__).resolve().parents[1]
-CKPT = ROOT / "saved_models" / "checkpoints"
 TOL = 1e-5
 
 
-def _checkpoint(name):
-    f = CKPT / f"{name}.json"
-    if not f.is_file():
-        pytest.skip(f"trained checkpoint {f} not in this checkout")
-    return f
-
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, checkpoint):
     """name -> (TrainedModel, reloaded SavedModel module)."""
     out = {}
     for kind, name in (("lstm", "lstm_d1_c3_b16"), ("cnn", "cnn_nr2"), ("cnn_tc", "cnn_tc_nr")):
-        m = load_trained(_checkpoint(name))
+        m = load_trained(checkpoint(name))
         d = export_model(m, tmp_path_factory.mktemp(kind) / kind / "1")
         out[kind] = (m, tf.saved_model.load(str(d)))
     return out
@@ -133,7 +126,7 @@ def test_old_export_without_streaming_signatures_is_refused():
         SignatureStreamer(Fake(), "cnn", 8000)
 
 
-def test_bundled_models_stream_through_their_signatures(speech, tmp_path, capsys):
+def test_bundled_models_stream_through_their_signatures(speech, tmp_path, capsys, checkpoint):
     """The committed SavedModels carry the streaming signatures; ``open_streamer`` and the CLI
     run them (default: the bundled default model, as generate)."""
     from tf_talkface.saved_model import load_model
@@ -143,7 +136,7 @@ def test_bundled_models_stream_through_their_signatures(speech, tmp_path, capsys
     s = open_streamer()  # bundled default (CNN)
     assert isinstance(s, SignatureStreamer) and s.sample_rate == 8000
     out, _ = _run(s, y8, [640])
-    ref = python_path_predict(load_trained(_checkpoint("cnn_nr2")), y8, peak=1.0)
+    ref = python_path_predict(load_trained(checkpoint("cnn_nr2")), y8, peak=1.0)
     assert np.abs(out - ref).max() <= TOL
     lstm = load_model(ROOT / "saved_models" / "lstm_grid_s1")
     assert lstm.card["streaming"]["latency_ms"] == pytest.approx(60.0)
