@@ -208,10 +208,8 @@ class LSTMStreamer(Streamer):
 
     def __init__(self, model: Any) -> None:
         import keras
-        import scipy.signal
         import tensorflow as tf
 
-        from tf_talkface.audio.features import mel_basis
         from tf_talkface.audio.layers import LogMelDeltas
         from tf_talkface.config import LogMelConfig
         from tf_talkface.models.lstm import StackedLSTMInference
@@ -227,8 +225,7 @@ class LSTMStreamer(Streamer):
         # the same ops as LogMelDeltas.call, on a batch of complete frames
         self._logmel = tf.function(front.logmel_frames, autograph=False,
                                    input_signature=[tf.TensorSpec([None, self.n_fft], tf.float32)])
-        self._window_np = scipy.signal.get_window("hann", self.n_fft, fftbins=True).astype(np.float32)
-        self._mel_t_np = np.ascontiguousarray(mel_basis(cfg).T)
+        self._window_np, self._mel_t_np = front._window, front._mel_t  # the layer's constants
         stack = StackedLSTMInference(model.net)  # raises ValueError without LSTM layers
         self.input_dim = stack.input_dim
         self._units = stack.units
