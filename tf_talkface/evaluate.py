@@ -644,7 +644,7 @@ def write_outputs(summary: dict, rows: list[dict], out: str | os.PathLike) -> di
 def _fmt(v: Any, metric: str) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    return f"{v:.3f}" if metric == "mouth_open_r" else f"{v:.4g}"
+    return f"{v:.3f}" if metric in ("mouth_open_r", "open_range", "open_range_true") else f"{v:.4g}"
 
 
 def _snr_columns(summary: dict) -> list[str]:

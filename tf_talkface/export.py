@@ -105,6 +105,14 @@ class TrainedModel:
         return 44100 if self.kind == "lstm" else 8000
 
     @property
+    def level(self):
+        """The input :class:`~tf_talkface.audio.level.LevelConfig` (``peak`` for the LSTM, whose
+        delta features do not depend on level, and for runs made before level modes)."""
+        from tf_talkface.audio.level import LevelConfig
+
+        return LevelConfig("peak" if self.kind == "lstm" else (self.train.get("level") or "peak"))
+
+    @property
     def delay(self) -> int:
         return int(self.train.get("delay", 0)) if self.kind == "lstm" else 0
 
@@ -236,7 +244,7 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
 
 
 def python_path_predict(model: TrainedModel, waveform: np.ndarray,
-                        peak: float | None = None) -> np.ndarray:
+                        peak: float | None = None, causal: bool = False) -> np.ndarray:
     """The library's Python inference path for one clip (numpy front-end + Keras model).
 
     Args:
@@ -244,6 +252,10 @@ def python_path_predict(model: TrainedModel, waveform: np.ndarray,
         waveform: float mono (samples,) at ``model.sample_rate`` Hz.
         peak: CNN models only: fixed peak normalisation instead of the clip's max |x| (see
             :func:`~tf_talkface.models.cnn.pad_and_scale`; what :mod:`tf_talkface.stream` uses).
+            Ignored by models with a loudness input level.
+        causal: models with a loudness input level: normalise with the causal rule of the
+            streamers (:func:`~tf_talkface.audio.level.causal_normalise`) instead of the whole
+            clip's level, i.e. the offline twin of a stream.
 
     Returns:
         float32 (frames, 68, 2) at 25 fps in the model's normalised coordinates: lstm: numpy
@@ -260,9 +272,17 @@ def python_path_predict(model: TrainedModel, waveform: np.ndarray,
         x = add_context(logmel_delta_features(y, LogMelConfig()), model.context)[None]
         pred = np.asarray(model.net(x, training=False))[0]
         return undelay(pred, model.delay).reshape(-1, 68, 2).astype(np.float32)
+    from tf_talkface.models import cnn as C
     from tf_talkface.models.cnn import generate_tc, pad_and_scale
 
-    w = pad_and_scale(y, peak=peak)[None]
+    level = model.level
+    if level.mode == "loudness":
+        from tf_talkface.audio.level import causal_normalise
+
+        w = (pad_and_scale(causal_normalise(y, C.SAMPLE_RATE, C.HOP, level), peak=1.0) if causal
+             else pad_and_scale(y, level=level))[None]
+    else:
+        w = pad_and_scale(y, peak=peak)[None]
     if model.kind == "cnn_tc":
         codes = generate_tc(model.net, w, model.initial_condition()[None])
     else:
@@ -350,7 +370,8 @@ def _serving_fns(model: TrainedModel):
                 frames = (lengths + C.HOP - 1) // C.HOP
             x = tf.cast(waveform, tf.float32)
             x = tf.where(tf.sequence_mask(lengths, tf.shape(x)[1]), x, tf.zeros_like(x))
-            return from_features(C.pad_and_scale_tf(x, tf.reduce_max(frames)), frames)
+            return from_features(C.pad_and_scale_tf(x, tf.reduce_max(frames), level=model.level,
+                                                    lengths=lengths), frames)
 
         feature_spec = tf.TensorSpec([None, None], tf.float32, name="features")
 
@@ -394,6 +415,7 @@ def model_card(model: TrainedModel, name: str, version: int) -> dict:
         "delay": model.delay,
         "context": model.context,
         "noise_resilient": bool(model.train.get("noise")),
+        "input_level": model.level.to_dict(),
         "frames_for_samples": ("1 + samples // 1764" if kind == "lstm" else "ceil(samples / 320)"),
         "min_samples": (LogMelConfig().n_fft // 2 + 1) if kind == "lstm" else 1,
         "coordinates": ("2018 recipe: eye-aligned face on a 600-px canvas divided by 600 "

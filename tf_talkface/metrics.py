@@ -81,7 +81,7 @@ def mouth_opening_correlation(pred, true) -> float:
 # ------------------------------------------------------------------ evaluation tables (evaluate.py)
 
 METRIC_NAMES: tuple[str, ...] = ("all_rmse", "mouth_rmse", "d1_rmse", "d2_rmse", "lmd",
-                                 "mouth_open_r")
+                                 "mouth_open_r", "open_range", "open_range_true")
 """The metrics of ``python -m tf_talkface.evaluate``, in table order (see :func:`clip_metrics`)."""
 
 
@@ -142,6 +142,30 @@ def mouth_open_r(pred, true) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def opening_range(seq) -> float:
+    """How far the mouth moves in one clip: the 95th minus the 5th percentile over time of the
+    inner-lip gap (:func:`~tf_talkface.face.normalize.inner_lip_gap`), divided by the clip's
+    mean mouth width (outer corners 48-54), unit-free. A static face scores 0 whatever its
+    shape; real GRID video (dlib) scores about 0.16-0.22 per clip (issue 11).
+
+    Args:
+        seq: (frames, 68, D) or (frames, 68*D) landmarks.
+
+    Returns:
+        float >= 0; NaN for an empty sequence or a zero mouth width.
+    """
+    from tf_talkface.face.normalize import inner_lip_gap
+
+    p = _as_points(seq)
+    if len(p) == 0:
+        return float("nan")
+    gap = inner_lip_gap(p)
+    width = float(np.linalg.norm(p[:, 54] - p[:, 48], axis=-1).mean())
+    if not width > 0:
+        return float("nan")
+    return float((np.percentile(gap, 95) - np.percentile(gap, 5)) / width)
+
+
 def nanmean_or_nan(values) -> float:
     """Mean of the finite values (NaN entries skipped, no warning); NaN when none is finite.
     E.g. ``[0.5, nan, 0.7]`` -> 0.6."""
@@ -157,10 +181,11 @@ def clip_metrics(pred, true) -> dict:
         pred, true: (frames, 68, D) or (frames, 68*D) in the same normalised units.
 
     Returns:
-        ``{"all_rmse", "mouth_rmse", "d1_rmse", "d2_rmse", "lmd", "mouth_open_r"}``:
-        RMSEs and LMD in landmark units (d1/d2 per frame / frame^2), ``mouth_open_r`` the
-        unit-free Pearson r of the inner-lip gaps over time (NaN when either is constant, e.g.
-        a static face).
+        ``{"all_rmse", "mouth_rmse", "d1_rmse", "d2_rmse", "lmd", "mouth_open_r", "open_range",
+        "open_range_true"}``: RMSEs and LMD in landmark units (d1/d2 per frame / frame^2),
+        ``mouth_open_r`` the unit-free Pearson r of the inner-lip gaps over time (NaN when
+        either is constant, e.g. a static face), ``open_range`` / ``open_range_true`` the
+        :func:`opening_range` of the prediction and of the truth.
 
     Raises:
         ValueError: the two sequences have different shapes.
@@ -170,7 +195,8 @@ def clip_metrics(pred, true) -> dict:
         raise ValueError(f"prediction {p.shape} and truth {t.shape} differ")
     return {"all_rmse": all_rmse(p, t), "mouth_rmse": mouth_rmse(p, t), "d1_rmse": d1_rmse(p, t),
             "d2_rmse": d2_rmse(p, t), "lmd": lmd(p, t),
-            "mouth_open_r": mouth_open_r(p, t)}
+            "mouth_open_r": mouth_open_r(p, t), "open_range": opening_range(p),
+            "open_range_true": opening_range(t)}
 
 
 def pooled_metrics(preds, trues) -> dict:
@@ -181,7 +207,8 @@ def pooled_metrics(preds, trues) -> dict:
     * ``d1_rmse``, ``d2_rmse``: over the temporal differences of every clip concatenated (never
       across a clip boundary; clips too short for a difference add nothing; NaN if none has any);
     * ``mouth_open_r``: the mean over clips of the per-clip r, clips with an undefined r (NaN)
-      skipped (:func:`nanmean_or_nan`).
+      skipped (:func:`nanmean_or_nan`);
+    * ``open_range``, ``open_range_true``: the mean over clips of :func:`opening_range`.
 
     Hand check: two clips with errors of 1 (2 frames) and 2 (1 frame) on every coordinate give
     ``all_rmse = sqrt((2 * 1 + 1 * 4) / 3) = sqrt(2)``.
@@ -205,4 +232,6 @@ def pooled_metrics(preds, trues) -> dict:
         out[f"d{order}_rmse"] = rmse(np.concatenate(dp), np.concatenate(dt)) if dp else float("nan")
     out["lmd"] = lmd(cat_p, cat_t)
     out["mouth_open_r"] = nanmean_or_nan(mouth_open_r(p, t) for p, t in zip(ps, ts))
+    out["open_range"] = nanmean_or_nan(opening_range(p) for p in ps)
+    out["open_range_true"] = nanmean_or_nan(opening_range(t) for t in ts)
     return {k: out[k] for k in METRIC_NAMES}

@@ -97,6 +97,8 @@ from typing import Any
 
 import numpy as np
 
+from tf_talkface.audio.level import CausalLevel
+
 __all__ = ["Streamer", "LSTMStreamer", "CNNStreamer", "open_streamer", "generate_long", "main"]
 
 _EMPTY = np.zeros((0, 68, 2), np.float32)
@@ -244,6 +246,7 @@ class LSTMStreamer(Streamer):
                                         if isinstance(l, keras.layers.LSTM)])
 
         self._run = run
+        self._readout_np = stack.readout_numpy
         self.reset()
 
     # ----------------------------------------------------------------------------- state
@@ -305,7 +308,7 @@ class LSTMStreamer(Streamer):
                     states[2 * i], states[2 * i + 1] = h, c
                 rows.append(h[0])
             self._states = states
-            y = np.stack(rows)
+            y = self._readout_np(np.stack(rows))
         else:
             res = self._run(x[None], *self._states)
             y = res[0].numpy()[0]
@@ -381,6 +384,9 @@ class CNNStreamer(Streamer):
     Args:
         model: a ``cnn`` or ``cnn_tc`` :class:`~tf_talkface.export.TrainedModel`.
         peak: fixed peak normalisation (samples are divided by it); 1.0 = full-scale input.
+            Models trained with a loudness input level (issue 11) ignore it and normalise
+            causally instead (:class:`~tf_talkface.audio.level.CausalLevel`; offline twin:
+            ``python_path_predict(model, y, causal=True)``).
     """
 
     def __init__(self, model: Any, peak: float = 1.0) -> None:
@@ -395,6 +401,7 @@ class CNNStreamer(Streamer):
             raise ValueError(f"peak must be > 0, got {peak!r}")
         self.model, self.peak, self.kind, self.delay = model, float(peak), model.kind, 0
         self.sample_rate = C.SAMPLE_RATE
+        self.level = model.level  # loudness: causal level normalisation instead of ``peak``
         self.hop, self.window, self.pad = C.HOP, C.WINDOW, C.PAD
         self.read = C.MIN_PADDED_LENGTH  # samples of a window the trunk reads (2237)
         net = model.net
@@ -428,6 +435,8 @@ class CNNStreamer(Streamer):
         self._c = self._init[None].copy()
         self.frames_emitted = 0
         self._closed = False
+        self._agc = (CausalLevel(self.sample_rate, self.hop, self.level)
+                     if self.level.mode == "loudness" else None)
 
     def _propagate(self, samples: np.ndarray, final: bool = False) -> np.ndarray:
         """Feed padded-coordinate samples through the layers; returns the new frames."""
@@ -457,6 +466,8 @@ class CNNStreamer(Streamer):
         x = self._accept(chunk)
         if x is None:
             return _EMPTY
+        if self._agc is not None:
+            return self._propagate(self._agc.push(x))
         scaled = (x.astype(np.float64) / self.peak).astype(np.float32)  # as pad_and_scale
         return self._propagate(scaled)
 

@@ -39,7 +39,9 @@ CNN (2020; :class:`CNNStreamGraph`)
     still needs (waveform, 3 trunk layers, trunk output for the conv head); ``state_coefficients``
     f32 (1, n_out): the previous frame's PCA coefficients (``cnn_tc``'s temporal condition;
     the template's at the start); ``state_samples`` i64; ``state_emitted`` i32; ``state_peak``
-    f32.
+    f32. Models with a loudness input level (issue 11) add the causal level estimate
+    (:class:`~tf_talkface.audio.level.CausalLevel`): ``state_level_estimate`` f64,
+    ``state_level_accepted`` i64, ``state_level_pending`` f32 (< 320,); their ``peak`` is unused.
 
 Size of a session: LSTM ~ 9 KB + up to 7 KB of pending audio; CNN ~ 40 KB (the head's 121
 trunk positions x 64 channels dominate). Compute per 40-ms frame is what
@@ -339,8 +341,13 @@ class CNNStreamGraph(_StreamGraph):
             self.w_c = tf.constant(kernel[self.n_out:])
             self.b = tf.constant(np.asarray(net.tc_dense.bias, np.float32))
         f32 = tf.float32
+        self.level = model.level
         self.state_specs = {f"state_buffer{i}": tf.TensorSpec([None, c], f32)
                             for i, c in enumerate(self.channels[:-1])}
+        if self.level.mode == "loudness":  # the causal level estimate (audio.level.CausalLevel)
+            self.state_specs.update({"state_level_estimate": tf.TensorSpec([], tf.float64),
+                                     "state_level_accepted": tf.TensorSpec([], tf.int64),
+                                     "state_level_pending": tf.TensorSpec([None], f32)})
         self.state_specs.update({
             "state_coefficients": tf.TensorSpec([1, self.n_out], f32),
             "state_samples": tf.TensorSpec([], tf.int64),
@@ -361,6 +368,9 @@ class CNNStreamGraph(_StreamGraph):
                  for i, c in enumerate(self.channels[:-1])}
         state.update(state_coefficients=self.init_codes, state_samples=tf.constant(0, tf.int64),
                      state_emitted=tf.constant(0, tf.int32), state_peak=peak)
+        if self.level.mode == "loudness":
+            from tf_talkface.audio.level import causal_level_init_tf
+            state.update({f"state_{k}": v for k, v in causal_level_init_tf().items()})
         return state
 
     def _advance(self, samples, state, final):
@@ -392,8 +402,15 @@ class CNNStreamGraph(_StreamGraph):
         import tensorflow as tf
 
         audio = tf.reshape(tf.cast(audio, tf.float32), [-1])
-        scaled = tf.cast(tf.cast(audio, tf.float64) / tf.cast(state["state_peak"], tf.float64),
-                         tf.float32)  # as pad_and_scale
+        if self.level.mode == "loudness":  # causal level normalisation (peak unused)
+            from tf_talkface.audio.level import causal_level_step_tf
+            lv = {k[len("state_"):]: state[k] for k in
+                  ("state_level_estimate", "state_level_accepted", "state_level_pending")}
+            scaled, lv = causal_level_step_tf(audio, lv, self.sample_rate, self.hop, self.level)
+            state = dict(state, **{f"state_{k}": v for k, v in lv.items()})
+        else:
+            scaled = tf.cast(tf.cast(audio, tf.float64) / tf.cast(state["state_peak"], tf.float64),
+                             tf.float32)  # as pad_and_scale
         state = dict(state, state_samples=state["state_samples"] + tf.cast(tf.size(audio), tf.int64))
         lm, upd = self._advance(scaled, state, final=tf.constant(False))
         return {"landmarks": lm, **dict(state, **upd)}

@@ -40,6 +40,21 @@ PAPER_DEFAULTS = {
 }
 
 
+PRESETS = {
+    # The papers' recipes (above): peak-normalised input, raw targets, the 2018 sigmoid read-out.
+    "paper": {"level": "peak", "standardize": False, "readout": "lstm", "mouth_weight": 1.0,
+              "gain_aug_db": 0.0, "compress_p": 0.0, "vtlp": 0.0, "lr_schedule": "constant"},
+    # Issue 11 (our changes, for voices and recording levels never heard in training):
+    # gated-RMS input level + level/compression augmentation (cnn), standardised targets with a
+    # linear read-out, mouth-weighted loss, mel-axis VTLP (lstm), LR halved on plateaus.
+    "robust": {"level": "loudness", "standardize": True, "readout": "linear", "mouth_weight": 2.0,
+               "gain_aug_db": 6.0, "compress_p": 0.5, "vtlp": 0.2, "lr_schedule": "plateau"},
+}
+"""Recipe presets; any single setting can still be given on its own (it wins)."""
+
+MOUTH_POINTS = range(48, 68)
+
+
 class TrainError(ValueError):
     """Incompatible flags or unusable data (the message says which and why)."""
 
@@ -75,15 +90,35 @@ class TrainConfig:
     backup_every: int | None = None
     time_limit_min: float | None = None
     init_weights: str | None = None
+    preset: str = "paper"
+    level: str | None = None
+    standardize: bool | None = None
+    readout: str | None = None
+    mouth_weight: float | None = None
+    gain_aug_db: float | None = None
+    compress_p: float | None = None
+    vtlp: float | None = None
+    lr_schedule: str | None = None
 
     def resolved(self) -> "TrainConfig":
         d = PAPER_DEFAULTS.get(self.model)
         if d is None:
             raise TrainError(f"--model {self.model!r}: choose one of {', '.join(PAPER_DEFAULTS)}")
+        if self.preset not in PRESETS:
+            raise TrainError(f"--preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        p = PRESETS[self.preset]
+        pick = lambda k: getattr(self, k) if getattr(self, k) is not None else p[k]  # noqa: E731
         return dataclasses.replace(
             self, epochs=self.epochs if self.epochs is not None else d["epochs"],
             lr=self.lr if self.lr is not None else d["lr"],
-            patience=self.patience if self.patience is not None else d["patience"])
+            patience=self.patience if self.patience is not None else d["patience"],
+            **{k: pick(k) for k in p})
+
+    @property
+    def level_config(self):
+        """The input :class:`~tf_talkface.audio.level.LevelConfig` (cnn models)."""
+        from tf_talkface.audio.level import LevelConfig
+        return LevelConfig(self.level or "peak")
 
     def check(self) -> None:
         """Raise :class:`TrainError` for flag combinations that make no sense."""
@@ -102,18 +137,36 @@ class TrainConfig:
             raise TrainError(f"--noise {self.noise}: not a folder")
         if self.init_weights and not Path(self.init_weights).is_file():
             raise TrainError(f"--init-weights {self.init_weights}: no such file")
+        if self.level not in (None, "peak", "loudness"):
+            raise TrainError(f"--level {self.level!r}: peak or loudness")
+        if self.readout not in (None, "lstm", "linear"):
+            raise TrainError(f"--readout {self.readout!r}: lstm or linear")
+        if self.lr_schedule not in (None, "constant", "plateau"):
+            raise TrainError(f"--lr-schedule {self.lr_schedule!r}: constant or plateau")
+        if self.model != "lstm" and self.gain_aug_db and self.level == "peak":
+            raise TrainError("--gain-aug needs --level loudness (peak normalisation undoes a gain)")
+        if self.mixed_precision not in (False, True, "float16", "bfloat16"):
+            raise TrainError(f"--mixed-precision {self.mixed_precision!r}: float16 or bfloat16")
 
 
-def load_init_weights(net, path: str | os.PathLike) -> None:
+def load_init_weights(net, path: str | os.PathLike) -> list[str]:
     """Start ``net`` (the prediction model) from trained weights: a run's ``best.keras`` /
-    ``final.keras`` (a noise-resilient wrapper is unwrapped) or a ``NAME.weights.h5`` checkpoint.
-    Only the weights are taken; the optimizer starts fresh (fine-tuning / continuing a run).
+    ``final.keras`` (a noise-resilient wrapper is unwrapped) or a checkpoint ``NAME.weights.h5``
+    (with its ``NAME.json`` beside it). Only the weights are taken; the optimizer starts fresh.
+
+    Layers are matched by name and weight shapes, so a model with another read-out (e.g. the
+    paper's LSTM into ``readout="linear"``) takes the layers it shares; the others keep their
+    initialisation (logged).
+
+    Returns:
+        names of the layers that were initialised.
 
     Raises:
-        TrainError: unreadable file or weights of another architecture (names the file).
+        TrainError: unreadable file, or no layer in common (names the file).
     """
     import keras
 
+    from tf_talkface.models.cnn import SpeechToLandmarkCNN
     from tf_talkface.models.registry import custom_objects
 
     path = Path(path)
@@ -121,11 +174,58 @@ def load_init_weights(net, path: str | os.PathLike) -> None:
         if path.suffix == ".keras":
             src = keras.saving.load_model(path, custom_objects=custom_objects(), compile=False)
             src = src.model if hasattr(src, "w_feat") else src
-            net.set_weights(src.get_weights())
         else:
-            net.load_weights(path)
-    except (ValueError, OSError) as e:
-        raise TrainError(f"--init-weights {path}: cannot load into the {net.name} model ({e})") from None
+            meta = path.with_name(path.name.replace(".weights.h5", ".json"))
+            if not meta.is_file():
+                raise TrainError(f"--init-weights {path}: {meta.name} (the checkpoint's config) "
+                                 "is not beside it")
+            ck = json.loads(meta.read_text())
+            cls = keras.Model if ck["train"]["model"] == "lstm" else SpeechToLandmarkCNN
+            src = cls.from_config(ck["model_config"])
+            src.load_weights(path)
+    except (ValueError, OSError, KeyError, json.JSONDecodeError) as e:
+        raise TrainError(f"--init-weights {path}: cannot read it ({e})") from None
+    by_name = {l.name: l for l in src.layers}
+    rescale = _standardised_readout(src, net)
+    done, skipped = [], []
+    for layer in net.layers:
+        w = layer.get_weights()
+        if not w:
+            continue
+        other = by_name.get(layer.name)
+        ow = other.get_weights() if other is not None else None
+        if ow is not None and [a.shape for a in ow] == [a.shape for a in w]:
+            if layer.name in rescale:
+                ow = rescale[layer.name](ow)
+            layer.set_weights(ow)
+            done.append(layer.name)
+        else:
+            skipped.append(layer.name)
+    if not done:
+        raise TrainError(f"--init-weights {path}: no layer in common with the {net.name} model")
+    if skipped:
+        log.info("--init-weights %s: initialised %s; new: %s", path.name, ", ".join(done),
+                 ", ".join(skipped))
+    return done
+
+
+def _standardised_readout(src, net) -> dict:
+    """When a CNN without target statistics initialises one with them: the source's last layer,
+    rescaled so the new model starts with the source's outputs (``y = s * z`` with ``z`` the
+    standardised output: kernel and bias divided by ``std``; LeakyReLU(x) / s = LeakyReLU(x / s)
+    for s > 0). Returns ``{layer name: weights -> weights}``."""
+    scale = getattr(net, "target_scale", None)
+    if scale is None or getattr(src, "target_scale", None) is not None:
+        return {}
+    std = np.asarray(scale.std, np.float32)
+    mean = np.asarray(scale.mean, np.float32)
+    last = "tc_dense" if getattr(net, "tc_dense", None) is not None else "head"
+
+    def fix(ws):
+        k, b = ws
+        return [k / std, (b - mean) / std]
+
+    return {last: fix}
 
 
 def get_strategy(name: str):
@@ -223,24 +323,71 @@ def build_for(cfg: TrainConfig, manifest: dict):
 
     from tf_talkface.models.registry import build_model
 
+    from tf_talkface.models.noise_resilient import DimWeightedLoss
+
     d = PAPER_DEFAULTS[cfg.model]
     opt = keras.optimizers.Adam(learning_rate=cfg.lr, beta_1=d["beta_1"], beta_2=0.999)
+    stats = target_stats(cfg, manifest)
+    scale = {} if stats is None else {"target_mean": stats[0].tolist(), "target_std": stats[1].tolist()}
     if cfg.model == "lstm":
         feat = manifest["schema"]["feature_dim"] * (cfg.context + 1)
-        model = build_model("lstm", input_dim=feat, units=cfg.units,
-                            output_dim=manifest["schema"]["landmark_dim"], dropout=cfg.dropout,
-                            recurrent_dropout=cfg.dropout)
-        model.compile(optimizer=opt, loss=keras.losses.MeanSquaredError(reduction="mean_with_sample_weight"),
+        dim = manifest["schema"]["landmark_dim"]
+        model = build_model("lstm", input_dim=feat, units=cfg.units, output_dim=dim,
+                            dropout=cfg.dropout, recurrent_dropout=cfg.dropout,
+                            readout=cfg.readout, **scale)
+        w = np.ones(dim) if stats is None else 1.0 / stats[1].astype(np.float64) ** 2
+        w = w * mouth_dim_weights(dim, cfg.mouth_weight)
+        loss = (keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")
+                if stats is None and cfg.mouth_weight == 1.0 else DimWeightedLoss("mse", w / w.mean()))
+        model.compile(optimizer=opt, loss=loss,
                       weighted_metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
         return model, model
-    net = build_model(cfg.model, n_out=manifest["schema"]["n_pca"], dropout=cfg.dropout)
+    net = build_model(cfg.model, n_out=manifest["schema"]["n_pca"], dropout=cfg.dropout, **scale)
     if cfg.noise:
         from tf_talkface.models.noise_resilient import NoiseResilientModel
         nr = NoiseResilientModel(net, w_clean=cfg.w_clean, w_noisy=cfg.w_noisy, w_feat=cfg.w_feat)
         nr.compile(optimizer=opt)
         return nr, net
-    net.compile(optimizer=opt, loss=keras.losses.MeanAbsoluteError(reduction="mean_with_sample_weight"))
+    loss = (keras.losses.MeanAbsoluteError(reduction="mean_with_sample_weight")
+            if stats is None else DimWeightedLoss("l1", net.loss_dim_weights))
+    net.compile(optimizer=opt, loss=loss)
     return net, net
+
+
+def mouth_dim_weights(dim: int, mouth_weight: float) -> np.ndarray:
+    """(dim,) loss weights: ``mouth_weight`` on the coordinates of points 48-67 (flattened
+    point-major, ``dim = 68 * D``), 1 elsewhere."""
+    w = np.ones(dim)
+    d = dim // 68
+    for p in MOUTH_POINTS:
+        w[p * d:(p + 1) * d] = mouth_weight
+    return w
+
+
+def target_stats(cfg: TrainConfig, manifest: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """Training-split mean and std of the targets (landmark coordinates for the lstm, PCA
+    coefficients for cnn models) when ``cfg.standardize``, else ``None``.
+
+    The std is floored at 10% of its median, so near-constant coordinates (the eye corners the
+    2018 alignment pins) do not get huge weights. CNN targets are not centred (their LeakyReLU
+    head keeps its sign; PCA codes of the training split have mean ~0 anyway).
+
+    Raises:
+        TrainError: the manifest lacks the statistics.
+    """
+    if not cfg.standardize:
+        return None
+    key = "landmarks" if cfg.model == "lstm" else "pca"
+    try:
+        st = manifest["feature_stats"][key]
+        mean, std = np.asarray(st["mean"], np.float64), np.asarray(st["std"], np.float64)
+    except KeyError:
+        raise TrainError(f"{cfg.data}: manifest has no feature_stats.{key} (rebuild the dataset "
+                         "with prepare, or train with --preset paper)") from None
+    std = np.maximum(std, 0.1 * np.median(std))
+    if cfg.model != "lstm":
+        mean = np.zeros_like(mean)
+    return mean.astype(np.float32), std.astype(np.float32)
 
 
 def _fix_multiworker_symbolic_build(model) -> None:
@@ -365,7 +512,7 @@ def predict_clip(net, cfg: TrainConfig, clip: dict, basis=None, init=None):
         return net(x, training=False)[0].numpy(), delay_targets(clip["landmarks"], cfg.delay).numpy()
     from tf_talkface.models.cnn import generate_tc, pad_and_scale_tf
     n = int(clip["num_frames"])
-    w = pad_and_scale_tf(clip["audio"], n)[None]
+    w = pad_and_scale_tf(clip["audio"], n, level=cfg.level_config)[None]
     codes = generate_tc(net, w, init) if cfg.model == "cnn_tc" else net(w, training=False)
     return basis.reconstruct(codes[0, :n].numpy()).reshape(n, -1), clip["landmarks"].numpy()
 
@@ -451,7 +598,8 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
 
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+        keras.mixed_precision.set_global_policy(
+            "mixed_bfloat16" if cfg.mixed_precision == "bfloat16" else "mixed_float16")
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
     window = WindowConfig(cfg.delay, cfg.context)
@@ -467,14 +615,19 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     if multi and n_train < global_batch and cfg.steps_per_epoch is None:
         raise TrainError(f"{cfg.data}: {n_train} training clips, fewer than the global batch "
                          f"{global_batch} ({cfg.batch_size} x {replicas} replicas)")
+    from tf_talkface.data.pipeline import AugmentConfig
+    lstm = cfg.model == "lstm"
+    level = None if lstm else cfg.level_config
+    augment = None if lstm else AugmentConfig(cfg.gain_aug_db, cfg.compress_p)
     train_ds = make_dataset(cfg.data, "train", cfg.model, global_batch, window, noise_bank,
                             shuffle=True, seed=cfg.seed, cache=cfg.cache,
-                            repeat=cfg.steps_per_epoch is not None, drop_remainder=multi)
+                            repeat=cfg.steps_per_epoch is not None, drop_remainder=multi,
+                            level=level, augment=augment, vtlp=cfg.vtlp if lstm else 0.0)
     val_batch = replicas * max(1, min(cfg.batch_size, n_val // replicas)) if multi else global_batch
     has_val = n_val >= (replicas if multi else 1)
     val_ds = make_dataset(cfg.data, "val", cfg.model, val_batch, window, noise_val,
                           shuffle=False, seed=cfg.seed + 1, cache=cfg.cache,
-                          drop_remainder=multi) if has_val else None
+                          drop_remainder=multi, level=level) if has_val else None
     with strategy.scope():
         fit_model, net = build_for(cfg, manifest)
         if cfg.init_weights and not (out / "backup").exists():  # a resumed run restores its own
@@ -498,6 +651,9 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
         callbacks.insert(3, resumable_early_stopping(monitor, cfg.patience, best, wait))
     if cfg.time_limit_min:
         callbacks.append(time_limit(cfg.time_limit_min))
+    if cfg.lr_schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=4,
+                                                           min_lr=cfg.lr / 32))
     t0 = time.time()
     try:
         hist = fit_model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
@@ -542,7 +698,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "(default: 0 for lstm, 20 for cnn/cnn_tc, as the papers)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strategy", default="auto", choices=("auto", "mirrored", "multiworker", "one_device"))
-    p.add_argument("--mixed-precision", action="store_true", help="float16 compute (GPUs)")
+    p.add_argument("--mixed-precision", nargs="?", const="float16", default=False,
+                   choices=("float16", "bfloat16"),
+                   help="mixed precision: float16 (GPUs; the default when given alone) or bfloat16 "
+                        "(CPUs with AVX-512 BF16)")
     p.add_argument("--steps-per-epoch", type=int, help="repeat the data and cut epochs at N steps")
     p.add_argument("--no-cache", action="store_true", help="do not cache parsed clips in memory")
     p.add_argument("--w-clean", type=float, default=1.0)
@@ -553,6 +712,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after the epoch that ends past MIN minutes of training")
     p.add_argument("--init-weights", metavar="FILE",
                    help="start from trained weights (runs/NAME/best.keras or a NAME.weights.h5)")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="robust",
+                   help="robust (default: issue 11's recipe) or paper (the papers' settings); "
+                        "the flags below override single settings of the preset")
+    p.add_argument("--level", choices=("peak", "loudness"), help="cnn input level normalisation")
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
+                   help="standardised targets (training-split statistics, a fixed read-out scale)")
+    p.add_argument("--readout", choices=("lstm", "linear"), help="lstm: last layer")
+    p.add_argument("--mouth-weight", type=float, help="lstm: loss weight of mouth coordinates")
+    p.add_argument("--gain-aug", dest="gain_aug_db", type=float, metavar="DB",
+                   help="cnn: random level offset +-DB after loudness normalisation")
+    p.add_argument("--compress-aug", dest="compress_p", type=float, metavar="P",
+                   help="cnn: probability of random dynamic range compression")
+    p.add_argument("--vtlp", type=float, help="lstm: mel-axis warp range (0.2 = factors 0.83-1.2)")
+    p.add_argument("--lr-schedule", choices=("constant", "plateau"))
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -569,7 +742,10 @@ def main(argv: list[str] | None = None) -> int:
                       steps_per_epoch=args.steps_per_epoch, cache=not args.no_cache,
                       w_clean=args.w_clean, w_noisy=args.w_noisy, w_feat=args.w_feat,
                       backup_every=args.backup_every, time_limit_min=args.time_limit,
-                      init_weights=args.init_weights)
+                      init_weights=args.init_weights, preset=args.preset, level=args.level,
+                      standardize=args.standardize, readout=args.readout,
+                      mouth_weight=args.mouth_weight, gain_aug_db=args.gain_aug_db,
+                      compress_p=args.compress_p, vtlp=args.vtlp, lr_schedule=args.lr_schedule)
     from tf_talkface.data.manifest import DatasetError
     try:
         results = train(cfg, verbose=0 if args.quiet else "auto")

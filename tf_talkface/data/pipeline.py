@@ -96,9 +96,41 @@ def read_clips(dataset_dir: str | os.PathLike, split: str, manifest: dict | None
     return ds.map(lambda s: parse_clip(s, spec), num_parallel_calls=AUTOTUNE)
 
 
-def lstm_example(clip: dict, window: WindowConfig):
-    """2018 example: (features with context (T, 128 (c+1)), delayed targets (T, 136), ones (T,))."""
-    x = stack_context(clip["features"], window.context)
+def mel_warp(features: tf.Tensor, alpha: tf.Tensor, n_mels: int) -> tf.Tensor:
+    """Vocal-tract-length perturbation on mel-band features: each block of ``n_mels`` bands is
+    resampled along the band axis, band ``i`` reading position ``i / alpha`` (linear
+    interpolation, edge bands repeated), so ``alpha > 1`` moves spectral detail up (a shorter
+    vocal tract). Deltas are linear per band, so warping delta features equals warping the
+    log-mel before the deltas.
+
+    Args:
+        features: float32 (T, k * n_mels) (2018: delta and delta-delta, k = 2).
+        alpha: scalar warp factor (VTLP: about 0.8-1.25).
+
+    Returns:
+        float32, same shape.
+    """
+    pos = tf.clip_by_value(tf.range(n_mels, dtype=tf.float32) / tf.cast(alpha, tf.float32),
+                           0.0, n_mels - 1.0)
+    lo = tf.cast(tf.floor(pos), tf.int32)
+    hi = tf.minimum(lo + 1, n_mels - 1)
+    frac = pos - tf.cast(lo, tf.float32)
+    t = tf.shape(features)[0]
+    blocks = tf.reshape(features, [t, -1, n_mels])
+    out = tf.gather(blocks, lo, axis=2) * (1.0 - frac) + tf.gather(blocks, hi, axis=2) * frac
+    return tf.reshape(out, tf.shape(features))
+
+
+def lstm_example(clip: dict, window: WindowConfig, seed=None, vtlp: float = 0.0, n_mels: int = 64):
+    """2018 example: (features with context (T, 128 (c+1)), delayed targets (T, 136), ones (T,)).
+
+    ``vtlp > 0`` (training augmentation, issue 11): a mel-axis warp (:func:`mel_warp`) with a
+    factor drawn log-uniformly in [1/(1+vtlp), 1+vtlp] per clip (stateless in ``seed``)."""
+    feats = clip["features"]
+    if vtlp > 0:
+        u = tf.random.stateless_uniform([], seed=tf.cast(seed, tf.int64), minval=-1.0, maxval=1.0)
+        feats = mel_warp(feats, tf.exp(u * float(np.log1p(vtlp))), n_mels)
+    x = stack_context(feats, window.context)
     y = delay_targets(clip["landmarks"], window.delay)
     return x, y, tf.ones(tf.shape(y)[:1], tf.float32)
 
@@ -114,9 +146,46 @@ def initial_condition(dataset_dir: str | os.PathLike) -> np.ndarray:
     return basis.project(basis.template).astype(np.float32)
 
 
-def _cnn_inputs(clip, tc: bool, init_cond, noise_bank, seed):
-    from tf_talkface.models.cnn import pad_and_scale_tf
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Level augmentation of the 2020 waveform input (issue 11; our addition to the recipe).
 
+    Attributes:
+        gain_db: the normalised level is offset by a gain uniform in [-gain_db, +gain_db] dB
+            (before the limiter), so residual level errors (a causal level estimate in a
+            stream, gating on unusual input) do not drive the mouth. Needs a loudness level.
+        compress_p: probability of a random dynamic range compression before normalisation
+            (threshold 0-15 dB below the clip's peak, ratio 2-8), as in broadcast speech.
+    """
+
+    gain_db: float = 0.0
+    compress_p: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.gain_db > 0 or self.compress_p > 0
+
+
+def _augment_and_scale(speech, t, level, aug, seed, salt):
+    """Waveform -> padded network input: optional compression, level normalisation with a
+    random gain offset (stateless in ``seed``), padding."""
+    from tf_talkface.audio.level import compress_tf, normalise_level_tf
+    from tf_talkface.models.cnn import SAMPLE_RATE, pad_and_scale_tf
+
+    if aug is None or not aug.active:
+        return pad_and_scale_tf(speech, t, level=level)
+    s = tf.cast(seed, tf.int64) + tf.constant([0, 1000 + salt], tf.int64)
+    u = tf.random.stateless_uniform([4], seed=s)
+    x = speech
+    if aug.compress_p > 0:
+        peak_db = 20.0 * tf.math.log(tf.reduce_max(tf.abs(x)) + 1e-9) / np.log(10.0)
+        comp = compress_tf(x, SAMPLE_RATE, peak_db - 15.0 * u[1], 2.0 + 6.0 * u[2])
+        x = tf.where(u[0] < aug.compress_p, comp, x)
+    x = normalise_level_tf(x, SAMPLE_RATE, level, extra_gain_db=aug.gain_db * (2.0 * u[3] - 1.0))
+    return pad_and_scale_tf(x, t, peak=1.0)
+
+
+def _cnn_inputs(clip, tc: bool, init_cond, noise_bank, seed, level=None, aug=None):
     y = clip["pca"]
     t = tf.shape(y)[0]
     w = tf.ones([t], tf.float32)
@@ -125,17 +194,21 @@ def _cnn_inputs(clip, tc: bool, init_cond, noise_bank, seed):
     if tc:
         cond = tf.concat([tf.cast(init_cond, tf.float32)[None], y[:-1]], axis=0)
     if noise_bank is None:
-        x = pad_and_scale_tf(speech, t)
+        x = _augment_and_scale(speech, t, level, aug, seed, 0)
         return ((x, cond) if tc else x), y, w
     clean, noisy = noise_bank.nr_pair(speech, seed=seed)
-    xs = (pad_and_scale_tf(noisy, t), pad_and_scale_tf(clean, t))
+    # the same augmentation draw for both members of the pair (salt 0): they differ by noise only
+    xs = (_augment_and_scale(noisy, t, level, aug, seed, 0),
+          _augment_and_scale(clean, t, level, aug, seed, 0))
     return (xs + (cond,) if tc else xs), y, w
 
 
 def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_size: int = 128,
                  window: WindowConfig = WindowConfig(), noise_bank=None, shuffle: bool = True,
                  seed: int = 0, cache: bool = False, repeat: bool = False,
-                 shuffle_buffer: int = 2048, drop_remainder: bool = False) -> tf.data.Dataset:
+                 shuffle_buffer: int = 2048, drop_remainder: bool = False,
+                 level=None, augment: AugmentConfig | None = None,
+                 vtlp: float = 0.0) -> tf.data.Dataset:
     """Batched training/evaluation dataset for ``model`` (``lstm``, ``cnn``, ``cnn_tc``).
 
     Element structure (all float32, padded to the longest clip of the batch):
@@ -149,6 +222,10 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
         paper's SNRs in-graph (:meth:`~tf_talkface.audio.noise.NoiseBank.nr_pair`), new draws
         every epoch. Note: both waveforms are then peak-normalised like the original's
         generation input, which cancels the gain augmentation (kept for fidelity; a no-op).
+      * ``vtlp`` (lstm): mel-axis vocal-tract-length perturbation, see :func:`lstm_example`.
+      * ``level`` (:class:`~tf_talkface.audio.level.LevelConfig`, cnn models): the input level
+        normalisation (``None``: the paper's peak); ``augment``: random compression and level
+        offsets (:class:`AugmentConfig`; a loudness ``level`` is needed for the gain offset).
 
     Raises:
         DatasetError: dataset problems, or a dataset recipe that does not feed ``model``.
@@ -168,16 +245,27 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
     if model == "lstm":
         if noise_bank is not None:
             raise ValueError("noise-resilient training is defined for the cnn/cnn_tc models")
-        ds = ds.map(lambda c: lstm_example(c, window), num_parallel_calls=AUTOTUNE)
+        if vtlp > 0:
+            n_mels = int(manifest["recipe"]["logmel"]["n_mels"])
+            seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+            ds = tf.data.Dataset.zip((ds, seeds)).map(
+                lambda c, s: lstm_example(c, window, s, vtlp, n_mels), num_parallel_calls=AUTOTUNE)
+        else:
+            ds = ds.map(lambda c: lstm_example(c, window), num_parallel_calls=AUTOTUNE)
     else:
         tc = model == "cnn_tc"
         init = initial_condition(dataset_dir) if tc else None
-        if noise_bank is not None:
+        if augment is not None and augment.gain_db > 0 and (level is None or level.mode == "peak"):
+            raise ValueError("level gain augmentation needs a loudness level normalisation "
+                             "(peak normalisation would undo it)")
+        if noise_bank is not None or (augment is not None and augment.active):
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
             ds = tf.data.Dataset.zip((ds, seeds)).map(
-                lambda c, s: _cnn_inputs(c, tc, init, noise_bank, s), num_parallel_calls=AUTOTUNE)
+                lambda c, s: _cnn_inputs(c, tc, init, noise_bank, s, level, augment),
+                num_parallel_calls=AUTOTUNE)
         else:
-            ds = ds.map(lambda c: _cnn_inputs(c, tc, init, None, None), num_parallel_calls=AUTOTUNE)
+            ds = ds.map(lambda c: _cnn_inputs(c, tc, init, None, None, level),
+                        num_parallel_calls=AUTOTUNE)
     ds = ds.padded_batch(batch_size, drop_remainder=drop_remainder)
     if not repeat:  # known length: Keras shows an ETA and does not warn at the end of epoch 1
         n = int(manifest["counts"][split])

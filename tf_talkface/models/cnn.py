@@ -50,7 +50,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_talkface.audio.level import LevelConfig, normalise_level, normalise_level_tf
 from tf_talkface.config import WaveformConfig
+from tf_talkface.models.layers import TargetScale
 
 _WF = WaveformConfig()
 SAMPLE_RATE: int = _WF.sample_rate
@@ -144,7 +146,12 @@ def frames_for_padded_length(n_padded: int) -> int:
     return 0 if n < MIN_PADDED_LENGTH else (n - MIN_PADDED_LENGTH) // HOP + 1
 
 
-def _scale_np(x: np.ndarray, peak: float | None = None) -> np.ndarray:
+def _scale_np(x: np.ndarray, peak: float | None = None,
+              level: LevelConfig | None = None) -> np.ndarray:
+    if level is not None and level.mode != "peak":
+        if peak is not None:
+            raise ValueError("peak and a loudness level normalisation exclude each other")
+        return normalise_level(x, SAMPLE_RATE, level)
     if peak is not None:
         if not peak > 0:
             raise ValueError(f"peak must be > 0, got {peak!r}")
@@ -155,7 +162,7 @@ def _scale_np(x: np.ndarray, peak: float | None = None) -> np.ndarray:
 
 
 def pad_and_scale(waveform: np.ndarray, n_frames: int | None = None,
-                  peak: float | None = None) -> np.ndarray:
+                  peak: float | None = None, level: LevelConfig | None = None) -> np.ndarray:
     """Scale a raw 8 kHz clip by its max |x| and zero-pad it for :class:`SpeechToLandmarkCNN`.
 
     Args:
@@ -168,6 +175,10 @@ def pad_and_scale(waveform: np.ndarray, n_frames: int | None = None,
             (``None``, the default: the clip's peak, as the 2020 paper). A stream cannot know the
             whole clip's peak; :class:`tf_talkface.stream.CNNStreamer` uses a fixed one (1.0 =
             full-scale input) and this option gives the same numbers offline.
+        level: the input level normalisation (:class:`~tf_talkface.audio.level.LevelConfig`);
+            ``None`` or mode ``peak`` is the paper's peak scaling above; ``loudness`` scales
+            each clip to a gated active-speech RMS and soft-limits it (issue 11: the mouth no
+            longer depends on one loud sample or on the recording level).
 
     Returns:
         float32 array (..., ``padded_length(n_frames)``): 1120 zeros, the scaled clip, then zeros
@@ -186,7 +197,7 @@ def pad_and_scale(waveform: np.ndarray, n_frames: int | None = None,
     if n_frames < 1:
         raise ValueError(f"need at least one frame (got {n} samples, n_frames={n_frames})")
     total = padded_length(n_frames)
-    x = _scale_np(x, peak)
+    x = _scale_np(x, peak, level)
     keep = min(n, total - PAD)
     out = np.zeros(x.shape[:-1] + (total,), dtype=np.float32)
     out[..., PAD:PAD + keep] = x[..., :keep]
@@ -194,13 +205,17 @@ def pad_and_scale(waveform: np.ndarray, n_frames: int | None = None,
 
 
 def pad_and_scale_tf(waveform: tf.Tensor, n_frames: tf.Tensor | int | None = None,
-                     peak: float | None = None) -> tf.Tensor:
+                     peak: float | None = None, level: LevelConfig | None = None,
+                     lengths: tf.Tensor | None = None) -> tf.Tensor:
     """In-graph twin of :func:`pad_and_scale` for ``tf.data`` / serving (same numbers).
 
     Args:
         waveform: float tensor (samples,) or (batch, samples), raw 8 kHz speech.
         n_frames: scalar int (tensor or Python) or ``None`` for ``ceil(samples / 320)``.
         peak: fixed normalisation (Python float > 0) instead of the clip's max |x| (``None``).
+        level: as :func:`pad_and_scale`.
+        lengths: int (batch,) true lengths of zero-padded rows (loudness only: the level is
+            measured on each row's own samples).
 
     Returns:
         float32 tensor (..., ``320 (n_frames - 1) + 2240``).
@@ -211,7 +226,11 @@ def pad_and_scale_tf(waveform: tf.Tensor, n_frames: tf.Tensor | int | None = Non
         n_frames = (n + HOP - 1) // HOP
     n_frames = tf.maximum(tf.cast(n_frames, tf.int32), 1)
     total = HOP * (n_frames - 1) + WINDOW
-    if peak is None:
+    if level is not None and level.mode != "peak":
+        if peak is not None:
+            raise ValueError("peak and a loudness level normalisation exclude each other")
+        x = normalise_level_tf(x, SAMPLE_RATE, level, lengths)
+    elif peak is None:
         x = tf.math.divide_no_nan(x, tf.reduce_max(tf.abs(x), axis=-1, keepdims=True))
     else:
         if not peak > 0:
@@ -317,6 +336,10 @@ class SpeechToLandmarkCNN(keras.Model):
         waveform: float32 (batch, samples), scaled and padded by :func:`pad_and_scale`
             (``padded_length(F)`` samples for F frames; any length >= 2237 works, giving
             ``frames_for_padded_length(samples)`` frames).
+        target_mean, target_std: optional ``n_out`` floats: a fixed
+            :class:`~tf_talkface.models.layers.TargetScale` ``y * std + mean`` at the very end
+            (standardised targets, issue 11; our change). The network before it predicts
+            standardised values; outputs stay in PCA units.
         condition (TC only): float32 (batch, F, n_out); ``condition[:, t]`` = ground-truth
             coefficients of frame ``t - 1`` (teacher forcing; the pipeline builds it, with the
             template face's coefficients at ``t = 0``).
@@ -335,7 +358,7 @@ class SpeechToLandmarkCNN(keras.Model):
 
     def __init__(self, n_out: int = 6, temporal_condition: bool = False, dropout: float = 0.2,
                  negative_slope: float = 0.3, hop: int = HOP, window: int = WINDOW,
-                 **kwargs: Any) -> None:
+                 target_mean: Any = None, target_std: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         head_kernel, head_stride = _check_inputs(n_out, hop, window)
         self.n_out = int(n_out)
@@ -357,6 +380,12 @@ class SpeechToLandmarkCNN(keras.Model):
         self.head_act = keras.layers.LeakyReLU(negative_slope=negative_slope, name="head_lrelu")
         self.tc_dense = (keras.layers.Dense(n_out, kernel_initializer="glorot_uniform",
                                             name="tc_dense") if temporal_condition else None)
+        self.target_scale = None
+        if target_mean is not None or target_std is not None:
+            if target_mean is None or target_std is None or len(target_mean) != n_out \
+                    or len(target_std) != n_out:
+                raise ValueError(f"target_mean and target_std need {n_out} values each")
+            self.target_scale = TargetScale(target_mean, target_std, name="target_scale")
         self.build(self.call_input_shape)
 
     @property
@@ -419,7 +448,17 @@ class SpeechToLandmarkCNN(keras.Model):
         y = self.head_outputs(feats)
         if self.tc_dense is not None:
             y = self.tc_dense(keras.ops.concatenate([y, keras.ops.cast(condition, y.dtype)], -1))
+        if self.target_scale is not None:
+            y = self.target_scale(y)
         return (y, feats) if return_features else y
+
+    @property
+    def loss_dim_weights(self) -> np.ndarray | None:
+        """Per-output loss weights ``1 / std`` when the model has target statistics (so an L1
+        on its outputs equals the L1 on standardised targets), else ``None``. (n_out,) float32."""
+        if self.target_scale is None:
+            return None
+        return (1.0 / np.asarray(self.target_scale.std, np.float64)).astype(np.float32)
 
     def generate(self, waveform: tf.Tensor,
                  initial_condition: tf.Tensor | None = None) -> tf.Tensor:
@@ -443,6 +482,8 @@ class SpeechToLandmarkCNN(keras.Model):
         config.update(n_out=self.n_out, temporal_condition=self.temporal_condition,
                       dropout=self.dropout_rate, negative_slope=self.negative_slope,
                       hop=self.hop, window=self.window)
+        if self.target_scale is not None:
+            config.update(target_mean=self.target_scale.mean, target_std=self.target_scale.std)
         return config
 
 

@@ -30,9 +30,12 @@ original gates exactly.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import keras
+import numpy as np
+
+from tf_talkface.models.layers import TargetScale
 
 
 @keras.saving.register_keras_serializable(package="tf_talkface", name="keras2_hard_sigmoid")
@@ -46,7 +49,9 @@ _ACTIVATIONS = {"keras2_hard_sigmoid": keras2_hard_sigmoid}
 
 def build_lstm(input_dim: int, units: int = 256, output_dim: int = 136, num_layers: int = 4,
                dropout: float = 0.2, recurrent_dropout: float = 0.2, name: str = "lstm",
-               recurrent_activation: str | Any = "sigmoid") -> keras.Model:
+               recurrent_activation: str | Any = "sigmoid", readout: str = "lstm",
+               target_mean: Sequence[float] | None = None,
+               target_std: Sequence[float] | None = None) -> keras.Model:
     """Build the Eskimez et al. 2018 stacked-LSTM model (functional Keras model).
 
     Args:
@@ -58,16 +63,27 @@ def build_lstm(input_dim: int, units: int = 256, output_dim: int = 136, num_laye
         name: model name.
         recurrent_activation: gate activation; ``"sigmoid"`` (default) or
             ``"keras2_hard_sigmoid"`` to match the original Keras 2.2 weights (see module doc).
+        readout: ``"lstm"`` (the paper: the last LSTM has ``output_dim`` units and its sigmoid
+            cell activation bounds the outputs to (0, 1)) or ``"linear"`` (our change, issue
+            11: all ``num_layers`` LSTMs have ``units`` units and a ``Dense(output_dim)``
+            named ``readout`` follows, so standardised targets can be reached).
+        target_mean, target_std: optional ``output_dim`` floats: a fixed
+            :class:`~tf_talkface.models.layers.TargetScale` (``y * std + mean``) after the
+            read-out, named ``target_scale`` (training statistics of the targets).
 
     Returns:
         ``keras.Model``: float32 (batch, frames, input_dim) -> float32 (batch, frames, output_dim),
-        frames at 25 fps, variable length. Outputs lie in (0, 1) (sigmoid cell activation).
+        frames at 25 fps, variable length. With the paper's read-out the outputs lie in (0, 1)
+        (sigmoid cell activation).
         Accepts ``model(x, mask=bool (batch, frames))``; for right-padded batches prefer
         per-frame ``sample_weight`` (module docstring).
 
     Raises:
-        ValueError: non-positive sizes or ``num_layers < 1``.
+        ValueError: non-positive sizes, ``num_layers < 1``, an unknown ``readout``, or target
+            statistics of the wrong length.
     """
+    if readout not in ("lstm", "linear"):
+        raise ValueError(f"readout {readout!r}: choose 'lstm' (paper) or 'linear'")
     if input_dim < 1 or units < 1 or output_dim < 1 or num_layers < 1:
         raise ValueError(f"sizes must be positive (input_dim={input_dim}, units={units}, "
                          f"output_dim={output_dim}, num_layers={num_layers})")
@@ -77,10 +93,17 @@ def build_lstm(input_dim: int, units: int = 256, output_dim: int = 136, num_laye
     x = inputs
     for i in range(num_layers):
         x = keras.layers.LSTM(
-            output_dim if i == num_layers - 1 else units,
+            output_dim if i == num_layers - 1 and readout == "lstm" else units,
             activation="sigmoid", recurrent_activation=rec_act,
             dropout=dropout, recurrent_dropout=recurrent_dropout,
             return_sequences=True, name=f"lstm{i + 1}")(x)
+    if readout == "linear":
+        x = keras.layers.Dense(output_dim, name="readout")(x)
+    if target_mean is not None or target_std is not None:
+        if target_mean is None or target_std is None or len(target_mean) != output_dim \
+                or len(target_std) != output_dim:
+            raise ValueError(f"target_mean and target_std need {output_dim} values each")
+        x = TargetScale(target_mean, target_std, name="target_scale")(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -138,6 +161,19 @@ class StackedLSTMInference:
         self.input_dim = int(self.layers[0]["kernel"].shape[0])
         self.units = [d["units"] for d in self.layers]
         self.output_dim = self.units[-1]
+        # read-out after the stack (build_lstm(readout="linear") and/or target statistics)
+        self.dense = self.scale = None
+        for l in model.layers[model.layers.index(layers[-1]) + 1:]:
+            if isinstance(l, keras.layers.Dense):
+                if self.dense is not None or l.activation.__name__ != "linear":
+                    raise ValueError(f"layer {l.name!r}: only one linear Dense read-out is supported")
+                self.dense = dict(kernel=var(l.kernel), bias=var(l.bias) if l.use_bias else None)
+                self.output_dim = int(l.units)
+            elif isinstance(l, TargetScale):
+                self.scale = l
+            elif not isinstance(l, keras.layers.Dropout):
+                raise ValueError(f"layer {l.name!r} ({type(l).__name__}) after the LSTM stack "
+                                 "is not supported")
 
     def zero_states(self, batch: Any = 1) -> list:
         """Initial states ``[h1, c1, h2, c2, ...]``: float32 zeros (batch, units) per layer."""
@@ -167,7 +203,32 @@ class StackedLSTMInference:
         for i, layer in enumerate(self.layers):
             x, h, c = self._layer(x, states[2 * i], states[2 * i + 1], **layer)
             out_states += [h, c]
+        x = self.readout(x)
         return (x, out_states) if return_states else x
+
+    def readout(self, h: Any) -> Any:
+        """The read-out after the last LSTM (identity for the paper's model): float32
+        (..., units) -> (..., output_dim), graph-compatible."""
+        import tensorflow as tf
+
+        if self.dense is not None:
+            h = tf.tensordot(h, self.dense["kernel"], 1)
+            if self.dense["bias"] is not None:
+                h = h + self.dense["bias"]
+        if self.scale is not None:
+            h = self.scale(h)
+        return h
+
+    def readout_numpy(self, h: np.ndarray) -> np.ndarray:
+        """:meth:`readout` in numpy (the live streaming path), float32."""
+        h = np.asarray(h, np.float32)
+        if self.dense is not None:
+            h = h @ np.asarray(self.dense["kernel"], np.float32)
+            if self.dense["bias"] is not None:
+                h = h + np.asarray(self.dense["bias"], np.float32)
+        if self.scale is not None:
+            h = self.scale.numpy(h)
+        return h.astype(np.float32)
 
     @staticmethod
     def _cell(z, c, act, rec, same):

@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_talkface.models.cnn import SpeechToLandmarkCNN
@@ -52,12 +53,17 @@ def _frame_weights(sample_weight: Any, pred: tf.Tensor) -> tf.Tensor:
     return tf.broadcast_to(w, shape)
 
 
-def weighted_l1(pred: tf.Tensor, target: tf.Tensor, frame_weights: tf.Tensor) -> tf.Tensor:
+def weighted_l1(pred: tf.Tensor, target: tf.Tensor, frame_weights: tf.Tensor,
+                dim_weights: Any = None) -> tf.Tensor:
     """Mean |pred - target| over outputs, then weighted mean over (batch, frames). Scalar float32.
 
-    pred, target: (batch, F, n_out); frame_weights: (batch, F). Returns 0 if all weights are 0.
+    pred, target: (batch, F, n_out); frame_weights: (batch, F); dim_weights: optional (n_out,)
+    per-output weights (e.g. ``1 / std`` of standardised targets). Returns 0 if all weights are 0.
     """
-    per_frame = tf.reduce_mean(tf.abs(tf.cast(pred, tf.float32) - tf.cast(target, tf.float32)), -1)
+    diff = tf.abs(tf.cast(pred, tf.float32) - tf.cast(target, tf.float32))
+    if dim_weights is not None:
+        diff = diff * tf.constant(np.asarray(dim_weights, np.float32))
+    per_frame = tf.reduce_mean(diff, -1)
     return tf.math.divide_no_nan(tf.reduce_sum(per_frame * frame_weights),
                                  tf.reduce_sum(frame_weights))
 
@@ -86,6 +92,42 @@ def window_feature_mse(feat_a: tf.Tensor, feat_b: tf.Tensor, frame_weights: tf.T
     cov = tf.matmul(frame_weights, cover)  # (batch, L)
     return tf.math.divide_no_nan(tf.reduce_sum(cov * d),
                                  kernel * tf.reduce_sum(frame_weights))
+
+
+@keras.saving.register_keras_serializable(package="tf_talkface", name="DimWeightedLoss")
+class DimWeightedLoss(keras.losses.Loss):
+    """L1 or MSE with a weight per output dimension, averaged over dimensions per frame; Keras'
+    sample weights then weight frames (``reduction="mean_with_sample_weight"``).
+
+    With ``weights = 1 / std`` (L1) or ``1 / std**2`` (MSE) it is the loss on standardised
+    targets of a model ending in :class:`~tf_talkface.models.layers.TargetScale`; mouth
+    coordinates can be weighted up on top (issue 11).
+
+    Args:
+        kind: ``"l1"`` or ``"mse"``.
+        weights: (dim,) floats.
+    """
+
+    def __init__(self, kind: str = "l1", weights: Any = None, **kwargs: Any) -> None:
+        kwargs.setdefault("reduction", "mean_with_sample_weight")
+        kwargs.setdefault("name", f"dim_weighted_{kind}")
+        super().__init__(**kwargs)
+        if kind not in ("l1", "mse"):
+            raise ValueError(f"kind {kind!r}: 'l1' or 'mse'")
+        self.kind = kind
+        self.weights = None if weights is None else [float(v) for v in weights]
+
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        d = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
+        d = tf.abs(d) if self.kind == "l1" else tf.square(d)
+        if self.weights is not None:
+            d = d * tf.constant(self.weights, tf.float32)
+        return tf.reduce_mean(d, -1)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(kind=self.kind, weights=self.weights)
+        return config
 
 
 @keras.saving.register_keras_serializable(package="tf_talkface")
@@ -161,8 +203,9 @@ class NoiseResilientModel(keras.Model):
         pred, feats = self.model(inputs, training=training, return_features=True)
         pred_noisy, pred_clean = pred[:n], pred[n:]
         w = _frame_weights(sample_weight, pred_noisy)
-        l1_clean = weighted_l1(pred_clean, y, w)
-        l1_noisy = weighted_l1(pred_noisy, y, w)
+        dims = self.model.loss_dim_weights
+        l1_clean = weighted_l1(pred_clean, y, w, dims)
+        l1_noisy = weighted_l1(pred_noisy, y, w, dims)
         feat = window_feature_mse(feats[n:], feats[:n], w, self.model.head.kernel_size[0],
                                   self.model.head.strides[0])
         total = self.w_clean * l1_clean + self.w_noisy * l1_noisy + self.w_feat * feat

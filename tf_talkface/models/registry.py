@@ -14,7 +14,8 @@ import keras
 
 from tf_talkface.models.cnn import SpeechToLandmarkCNN, build_cnn, build_cnn_tc
 from tf_talkface.models.lstm import build_lstm, keras2_hard_sigmoid
-from tf_talkface.models.noise_resilient import NoiseResilientModel
+from tf_talkface.models.layers import TargetScale
+from tf_talkface.models.noise_resilient import DimWeightedLoss, NoiseResilientModel
 
 MODELS: dict[str, Callable[..., keras.Model]] = {
     "lstm": build_lstm,
@@ -50,4 +51,6 @@ def custom_objects() -> dict[str, Any]:
         "SpeechToLandmarkCNN": SpeechToLandmarkCNN,
         "NoiseResilientModel": NoiseResilientModel,
         "keras2_hard_sigmoid": keras2_hard_sigmoid,
+        "TargetScale": TargetScale,
+        "DimWeightedLoss": DimWeightedLoss,
     }
