@@ -43,12 +43,15 @@ PAPER_DEFAULTS = {
 PRESETS = {
     # The papers' recipes (above): peak-normalised input, raw targets, the 2018 sigmoid read-out.
     "paper": {"level": "peak", "standardize": False, "readout": "lstm", "mouth_weight": 1.0,
-              "gain_aug_db": 0.0, "compress_p": 0.0, "vtlp": 0.0, "lr_schedule": "constant"},
+              "gain_aug_db": 0.0, "compress_p": 0.0, "vtlp": 0.0, "lr_schedule": "constant",
+              "crop_frames": 0},
     # Issue 11 (our changes, for voices and recording levels never heard in training):
     # gated-RMS input level + level/compression augmentation (cnn), standardised targets with a
-    # linear read-out, mouth-weighted loss, mel-axis VTLP (lstm), LR halved on plateaus.
+    # linear read-out, mouth-weighted loss, mel-axis VTLP (lstm), LR halved on plateaus, and
+    # (cnn) random 32-frame windows of the clips: 2.3x more updates per CPU-minute.
     "robust": {"level": "loudness", "standardize": True, "readout": "linear", "mouth_weight": 2.0,
-               "gain_aug_db": 6.0, "compress_p": 0.5, "vtlp": 0.2, "lr_schedule": "plateau"},
+               "gain_aug_db": 6.0, "compress_p": 0.5, "vtlp": 0.2, "lr_schedule": "plateau",
+               "crop_frames": 32},
 }
 """Recipe presets; any single setting can still be given on its own (it wins)."""
 
@@ -99,6 +102,7 @@ class TrainConfig:
     compress_p: float | None = None
     vtlp: float | None = None
     lr_schedule: str | None = None
+    crop_frames: int | None = None
 
     def resolved(self) -> "TrainConfig":
         d = PAPER_DEFAULTS.get(self.model)
@@ -622,7 +626,8 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     train_ds = make_dataset(cfg.data, "train", cfg.model, global_batch, window, noise_bank,
                             shuffle=True, seed=cfg.seed, cache=cfg.cache,
                             repeat=cfg.steps_per_epoch is not None, drop_remainder=multi,
-                            level=level, augment=augment, vtlp=cfg.vtlp if lstm else 0.0)
+                            level=level, augment=augment, vtlp=cfg.vtlp if lstm else 0.0,
+                            crop_frames=0 if lstm else cfg.crop_frames)
     val_batch = replicas * max(1, min(cfg.batch_size, n_val // replicas)) if multi else global_batch
     has_val = n_val >= (replicas if multi else 1)
     val_ds = make_dataset(cfg.data, "val", cfg.model, val_batch, window, noise_val,
@@ -726,6 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cnn: probability of random dynamic range compression")
     p.add_argument("--vtlp", type=float, help="lstm: mel-axis warp range (0.2 = factors 0.83-1.2)")
     p.add_argument("--lr-schedule", choices=("constant", "plateau"))
+    p.add_argument("--crop", dest="crop_frames", type=int, metavar="FRAMES",
+                   help="cnn: train on random windows of FRAMES frames (0 = whole clips)")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -745,7 +752,8 @@ def main(argv: list[str] | None = None) -> int:
                       init_weights=args.init_weights, preset=args.preset, level=args.level,
                       standardize=args.standardize, readout=args.readout,
                       mouth_weight=args.mouth_weight, gain_aug_db=args.gain_aug_db,
-                      compress_p=args.compress_p, vtlp=args.vtlp, lr_schedule=args.lr_schedule)
+                      compress_p=args.compress_p, vtlp=args.vtlp, lr_schedule=args.lr_schedule,
+                      crop_frames=args.crop_frames)
     from tf_talkface.data.manifest import DatasetError
     try:
         results = train(cfg, verbose=0 if args.quiet else "auto")

@@ -185,7 +185,21 @@ def _augment_and_scale(speech, t, level, aug, seed, salt):
     return pad_and_scale_tf(x, t, peak=1.0)
 
 
-def _cnn_inputs(clip, tc: bool, init_cond, noise_bank, seed, level=None, aug=None):
+def _crop(xs, y, cond, frames: int, seed):
+    """A random window of ``frames`` frames of a padded 2020 example (same offset for every
+    waveform of ``xs``): the fully-convolutional net then sees ``320 (frames - 1) + 2240``
+    samples and predicts exactly those frames. Clips shorter than ``frames`` stay whole."""
+    from tf_talkface.models.cnn import HOP, WINDOW
+
+    t = tf.shape(y)[0]
+    n = tf.minimum(t, frames)
+    s = tf.random.stateless_uniform([], seed=tf.cast(seed, tf.int64) + tf.constant([7, 0], tf.int64),
+                                    maxval=t - n + 1, dtype=tf.int32)
+    xs = tuple(x[HOP * s: HOP * (s + n - 1) + WINDOW] for x in xs)
+    return xs, y[s:s + n], (None if cond is None else cond[s:s + n]), tf.ones([n], tf.float32)
+
+
+def _cnn_inputs(clip, tc: bool, init_cond, noise_bank, seed, level=None, aug=None, crop=0):
     y = clip["pca"]
     t = tf.shape(y)[0]
     w = tf.ones([t], tf.float32)
@@ -194,13 +208,18 @@ def _cnn_inputs(clip, tc: bool, init_cond, noise_bank, seed, level=None, aug=Non
     if tc:
         cond = tf.concat([tf.cast(init_cond, tf.float32)[None], y[:-1]], axis=0)
     if noise_bank is None:
-        x = _augment_and_scale(speech, t, level, aug, seed, 0)
-        return ((x, cond) if tc else x), y, w
-    clean, noisy = noise_bank.nr_pair(speech, seed=seed)
-    # the same augmentation draw for both members of the pair (salt 0): they differ by noise only
-    xs = (_augment_and_scale(noisy, t, level, aug, seed, 0),
-          _augment_and_scale(clean, t, level, aug, seed, 0))
-    return (xs + (cond,) if tc else xs), y, w
+        xs = (_augment_and_scale(speech, t, level, aug, seed, 0),)
+    else:
+        clean, noisy = noise_bank.nr_pair(speech, seed=seed)
+        # the same augmentation draw for both members of the pair (salt 0): they differ by noise only
+        xs = (_augment_and_scale(noisy, t, level, aug, seed, 0),
+              _augment_and_scale(clean, t, level, aug, seed, 0))
+    if crop:
+        xs, y, cond, w = _crop(xs, y, cond, crop, seed)
+    xs = xs[0] if noise_bank is None else xs
+    if tc:
+        xs = (xs, cond) if noise_bank is None else xs + (cond,)
+    return xs, y, w
 
 
 def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_size: int = 128,
@@ -208,7 +227,7 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
                  seed: int = 0, cache: bool = False, repeat: bool = False,
                  shuffle_buffer: int = 2048, drop_remainder: bool = False,
                  level=None, augment: AugmentConfig | None = None,
-                 vtlp: float = 0.0) -> tf.data.Dataset:
+                 vtlp: float = 0.0, crop_frames: int = 0) -> tf.data.Dataset:
     """Batched training/evaluation dataset for ``model`` (``lstm``, ``cnn``, ``cnn_tc``).
 
     Element structure (all float32, padded to the longest clip of the batch):
@@ -222,6 +241,8 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
         paper's SNRs in-graph (:meth:`~tf_talkface.audio.noise.NoiseBank.nr_pair`), new draws
         every epoch. Note: both waveforms are then peak-normalised like the original's
         generation input, which cancels the gain augmentation (kept for fidelity; a no-op).
+      * ``crop_frames`` (cnn models, training): a random window of that many frames per clip
+        and epoch (:func:`_crop`), for more updates per CPU-minute.
       * ``vtlp`` (lstm): mel-axis vocal-tract-length perturbation, see :func:`lstm_example`.
       * ``level`` (:class:`~tf_talkface.audio.level.LevelConfig`, cnn models): the input level
         normalisation (``None``: the paper's peak); ``augment``: random compression and level
@@ -258,10 +279,10 @@ def make_dataset(dataset_dir: str | os.PathLike, split: str, model: str, batch_s
         if augment is not None and augment.gain_db > 0 and (level is None or level.mode == "peak"):
             raise ValueError("level gain augmentation needs a loudness level normalisation "
                              "(peak normalisation would undo it)")
-        if noise_bank is not None or (augment is not None and augment.active):
+        if noise_bank is not None or (augment is not None and augment.active) or crop_frames:
             seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
             ds = tf.data.Dataset.zip((ds, seeds)).map(
-                lambda c, s: _cnn_inputs(c, tc, init, noise_bank, s, level, augment),
+                lambda c, s: _cnn_inputs(c, tc, init, noise_bank, s, level, augment, crop_frames),
                 num_parallel_calls=AUTOTUNE)
         else:
             ds = ds.map(lambda c: _cnn_inputs(c, tc, init, None, None, level),
