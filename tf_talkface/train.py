@@ -339,10 +339,12 @@ def build_for(cfg: TrainConfig, manifest: dict):
         model = build_model("lstm", input_dim=feat, units=cfg.units, output_dim=dim,
                             dropout=cfg.dropout, recurrent_dropout=cfg.dropout,
                             readout=cfg.readout, **scale)
-        w = np.ones(dim) if stats is None else 1.0 / stats[1].astype(np.float64) ** 2
-        w = w * mouth_dim_weights(dim, cfg.mouth_weight)
+        # 1 / std^2: the MSE of the standardised targets (O(1), so Adam's epsilon stays small
+        # against the gradients); the mouth weights are scaled to average 1
+        mouth = mouth_dim_weights(dim, cfg.mouth_weight)
+        w = (np.ones(dim) if stats is None else 1.0 / stats[1].astype(np.float64) ** 2) * mouth / mouth.mean()
         loss = (keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")
-                if stats is None and cfg.mouth_weight == 1.0 else DimWeightedLoss("mse", w / w.mean()))
+                if stats is None and cfg.mouth_weight == 1.0 else DimWeightedLoss("mse", w))
         model.compile(optimizer=opt, loss=loss,
                       weighted_metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
         return model, model

@@ -1,0 +1,193 @@
+"""Issue 11's training recipe: standardised targets (TargetScale), the LSTM's linear read-out
+in every inference path, loss weights, mel-axis VTLP, CNN training windows, voice copies,
+weight transfer between recipes, presets, and a short robust run on real clips."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_talkface.models.layers import TargetScale
+from tf_talkface.models.lstm import StackedLSTMInference, build_lstm
+
+
+def _lstm(seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    return build_lstm(input_dim=512, units=32, readout="linear",
+                      target_mean=rng.uniform(0.3, 0.7, 136).tolist(),
+                      target_std=rng.uniform(0.005, 0.02, 136).tolist())
+
+
+def test_target_scale_layer():
+    layer = TargetScale([1.0, 2.0], [0.5, 4.0])
+    x = np.array([[0.0, 1.0], [2.0, -1.0]], np.float32)
+    assert np.allclose(np.asarray(layer(x)), [[1.0, 6.0], [2.0, -2.0]])
+    assert np.allclose(layer.numpy(x), np.asarray(layer(x)))
+    with pytest.raises(ValueError, match="std > 0"):
+        TargetScale([0.0], [0.0])
+
+
+def test_linear_readout_fast_inference_equals_keras():
+    net = _lstm()
+    assert [l.name for l in net.layers][-2:] == ["readout", "target_scale"]
+    assert net.get_layer("lstm4").units == 32  # the last LSTM no longer has 136 units
+    x = np.random.default_rng(1).normal(size=(2, 40, 512)).astype(np.float32)
+    fast = StackedLSTMInference(net)
+    assert fast.output_dim == 136
+    assert np.abs(np.asarray(fast(x)) - np.asarray(net(x, training=False))).max() < 1e-5
+    h = np.random.default_rng(2).normal(size=(3, 32)).astype(np.float32)
+    assert np.abs(fast.readout_numpy(h) - np.asarray(fast.readout(tf.constant(h)))).max() < 1e-6
+    # outputs are no longer bounded to (0, 1) by a sigmoid cell
+    assert build_lstm(input_dim=8, readout="lstm").layers[-1].units == 136
+
+
+def test_linear_readout_streams_equal_offline(data_dir):
+    from tf_talkface.audio.io import load_audio
+    from tf_talkface.export import TrainedModel, python_path_predict
+    from tf_talkface.stream import Streamer
+
+    m = TrainedModel(net=_lstm(), kind="lstm", train={"delay": 1, "context": 3, "model": "lstm"},
+                     dataset={}, neutral_face=np.zeros((68, 2), np.float32))
+    y = load_audio(data_dir / "speech" / "test1.flac", 44100)[:4 * 44100]
+    off = python_path_predict(m, y)
+    s = Streamer.for_model(m)
+    for chunk in (1764, 500, 44100):  # numpy live path (<= 4 frames) and the graph path
+        s.reset()
+        out = [s.push(y[i:i + chunk]) for i in range(0, len(y), chunk)] + [s.flush()]
+        assert np.abs(np.concatenate(out) - off).max() < 1e-4, chunk
+
+
+def test_dim_weighted_loss():
+    from tf_talkface.models.noise_resilient import DimWeightedLoss
+
+    yt = np.zeros((1, 2, 3), np.float32)
+    yp = np.array([[[1, 2, 3], [0, 0, 0]]], np.float32)
+    l1 = DimWeightedLoss("l1", [1, 1, 2])
+    assert float(l1(yt, yp)) == pytest.approx((1 + 2 + 6) / 3 / 2)
+    assert float(l1(yt, yp, sample_weight=np.array([[1, 0]], np.float32))) == pytest.approx(3.0)
+    mse = DimWeightedLoss("mse", [1, 0, 0])
+    assert float(mse(yt, yp)) == pytest.approx(1 / 3 / 2)
+
+
+def test_mel_warp():
+    from tf_talkface.data.pipeline import mel_warp
+
+    f = np.zeros((2, 128), np.float32)
+    f[:, 20] = 1.0   # a peak in band 20 of the delta block
+    f[:, 64 + 20] = 1.0
+    assert np.allclose(mel_warp(f, 1.0, 64).numpy(), f)
+    up = mel_warp(f, 1.2, 64).numpy()
+    assert np.argmax(up[0, :64]) == 24 and np.argmax(up[0, 64:]) == 24  # 20 x 1.2
+    assert np.argmax(mel_warp(f, 0.8, 64).numpy()[0, :64]) == 16
+
+
+def test_crop_window_is_a_slice_of_the_whole_example(small_datasets):
+    from tf_talkface.audio.level import LevelConfig
+    from tf_talkface.data.pipeline import make_dataset
+
+    d = small_datasets["eskimez2020"]
+    level = LevelConfig("loudness")
+    whole = next(iter(make_dataset(d, "train", "cnn", 1, shuffle=False, level=level)))
+    crop = next(iter(make_dataset(d, "train", "cnn", 1, shuffle=False, level=level, crop_frames=20)))
+    (xw, yw, _), (xc, yc, wc) = whole, crop
+    assert yc.shape[1] == 20 and xc.shape[1] == 320 * 19 + 2240 and float(tf.reduce_sum(wc)) == 20
+    yw, yc, xw, xc = yw.numpy()[0], yc.numpy()[0], xw.numpy()[0], xc.numpy()[0]
+    s = next(s for s in range(len(yw) - 19) if np.allclose(yw[s:s + 20], yc))
+    assert np.allclose(xw[320 * s: 320 * s + len(xc)], xc)
+
+
+def test_standardised_model_initialised_from_a_paper_checkpoint_keeps_its_outputs(checkpoint, data_dir):
+    from tf_talkface.audio.io import load_audio
+    from tf_talkface.models.cnn import build_cnn, pad_and_scale
+    from tf_talkface.train import load_init_weights
+
+    src_json = checkpoint("cnn_nr2")
+    src = build_cnn()
+    src.load_weights(src_json.with_name("cnn_nr2.weights.h5"))
+    std = [0.015, 0.012, 0.011, 0.008, 0.006, 0.005]
+    net = build_cnn(target_mean=[0.0] * 6, target_std=std)
+    done = load_init_weights(net, src_json.with_name("cnn_nr2.weights.h5"))
+    assert "head" in done and "conv1" in done
+    w = pad_and_scale(load_audio(data_dir / "speech" / "test1.flac", 8000)[:24000])[None]
+    a, b = np.asarray(src(w)), np.asarray(net(w))
+    assert np.abs(a - b).max() < 1e-6 * max(1.0, np.abs(a).max()) + 1e-7
+    assert np.allclose(net.loss_dim_weights, 1 / np.asarray(std), rtol=1e-6)
+
+
+def test_presets_resolve_and_refuse_nonsense():
+    from tf_talkface.train import PRESETS, TrainConfig, TrainError
+
+    r = TrainConfig(data="d", model="cnn", out="o", preset="robust").resolved()
+    assert r.level == "loudness" and r.standardize and r.crop_frames == 32
+    p = TrainConfig(data="d", model="lstm", out="o", preset="paper").resolved()
+    assert p.readout == "lstm" and not p.standardize and p.lr == 1e-3
+    # one setting overrides its preset
+    assert TrainConfig(data="d", model="cnn", out="o", preset="robust", level="peak",
+                       gain_aug_db=0.0).resolved().level == "peak"
+    with pytest.raises(TrainError, match="gain-aug"):
+        TrainConfig(data="d", model="cnn", out="o", preset="robust", level="peak").resolved().check()
+    with pytest.raises(TrainError, match="preset"):
+        TrainConfig(data="d", model="cnn", out="o", preset="fast").resolved()
+    assert set(PRESETS["paper"]) == set(PRESETS["robust"])
+
+
+def test_robust_runs_on_real_clips(small_datasets, tmp_path):
+    from tf_talkface.export import load_trained, python_path_predict
+    from tf_talkface.train import TrainConfig, train
+
+    for recipe, model, extra in (("eskimez2018", "lstm", {"delay": 1, "context": 1, "units": 16}),
+                                 ("eskimez2020", "cnn", {})):
+        out = tmp_path / model
+        res = train(TrainConfig(data=str(small_datasets[recipe]), model=model, out=str(out),
+                                epochs=2, batch_size=2, preset="robust", **extra), verbose=0)
+        cfg = json.loads((out / "config.json").read_text())["train"]
+        assert cfg["preset"] == "robust" and cfg["standardize"] is True
+        assert np.isfinite(res["test"]["model"]["mouth_rmse"])
+        m = load_trained(out)
+        assert m.net.get_layer("target_scale") is not None
+        if model == "cnn":
+            assert m.level.mode == "loudness"
+            y = np.random.default_rng(0).normal(0, 0.05, 16000).astype(np.float32)
+            assert np.abs(python_path_predict(m, y) - python_path_predict(m, 4 * y)).max() < 1e-3
+
+
+def test_voice_copy_keeps_timing_and_moves_f0(data_dir):
+    import pyworld
+
+    from tf_talkface.audio.io import load_audio
+    from tf_talkface.data.voices import draw_factors, perturb_voice
+
+    y = load_audio(data_dir / "grid" / "s1" / "bbaf3s.mp4", 8000)
+
+    def f0(x):
+        f, _ = pyworld.dio(np.asarray(x, np.float64), 8000)
+        return np.median(f[f > 0])
+
+    up = perturb_voice(y, 8000, 1.5, 1.1)
+    assert up.shape == y.shape and up.dtype == np.float32
+    assert f0(up) / f0(y) == pytest.approx(1.5, rel=0.1)
+    assert np.sqrt(np.mean(up ** 2)) == pytest.approx(np.sqrt(np.mean(y ** 2)), rel=0.05)
+    assert draw_factors(0, "s1/x", 1) == draw_factors(0, "s1/x", 1) != draw_factors(0, "s1/x", 2)
+    lo, hi = draw_factors(3, "s1/y", 1)
+    assert 0.6 <= lo <= 1.8 and 0.8 <= hi <= 1.25
+
+
+def test_voice_copies_go_into_the_training_split_only(small_datasets, tmp_path):
+    import shutil
+
+    from tf_talkface.data.manifest import load_manifest
+    from tf_talkface.data.voices import add_voice_copies
+
+    d = tmp_path / "ds"
+    shutil.copytree(small_datasets["eskimez2020"], d)
+    before = load_manifest(d)
+    rec = add_voice_copies(d, copies=2, progress=False)
+    after = load_manifest(d)
+    assert rec["clips"] == 2 * before["counts"]["train"]
+    assert after["counts"]["train"] == 3 * before["counts"]["train"]
+    assert after["counts"]["val"] == before["counts"]["val"] and after["counts"]["test"] == before["counts"]["test"]
+    add_voice_copies(d, copies=1, progress=False)  # re-running replaces the copies
+    assert load_manifest(d)["counts"]["train"] == 2 * before["counts"]["train"]
