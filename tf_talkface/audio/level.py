@@ -85,7 +85,7 @@ class LevelConfig:
 
 def soft_limit(x: np.ndarray, threshold: float = 0.5) -> np.ndarray:
     """Soft limiter: identity for ``|x| <= threshold``, ``threshold + (1 - threshold) *
-    tanh((|x| - threshold) / (1 - threshold))`` above (sign kept), so ``|y| < 1``, continuous
+    tanh((|x| - threshold) / (1 - threshold))`` above (sign kept), so ``|y| <= 1``, continuous
     with slope 1 at the knee. float32 in, float32 out."""
     x = np.asarray(x, np.float32)
     a = np.abs(x)
