@@ -60,6 +60,7 @@ from tf_talkface.atomic import atomic_output
 from tf_talkface.config import FPS, LandmarkConfig
 from tf_talkface.face import normalize as nz
 from tf_talkface.face.topology import MOUTH
+from tf_talkface.files import InputError, load_npy, save_npy
 from tf_talkface.metrics import mouth_opening_correlation, rmse
 
 __all__ = [
@@ -734,14 +735,12 @@ def _png_path(path) -> Path:
 
 def _load(path, allow_nan: bool = True) -> np.ndarray:
     """A landmark .npy as float64 (frames, 68, D); errors name the file."""
-    from tf_talkface.generate import GenerateError, load_npy
-
     p = Path(path)
     if not p.is_file():
         raise ReplicateError(f"{p}: no such file")
     try:
         a = load_npy(p)  # the one .npy reader (also accepts flattened (frames, 68*D))
-    except GenerateError as e:
+    except InputError as e:
         raise ReplicateError(str(e)) from None
     return _check_seq(a.astype(np.float64), str(p), allow_nan=allow_nan)
 
@@ -750,9 +749,7 @@ def _save(path, a: np.ndarray) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise ReplicateError(f"{path}: the output must end in .npy")
-    with atomic_output(path, ".tmp.npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(a, np.float32))
-    return path
+    return save_npy(path, a)  # float32, atomic
 
 
 def _describe(a: np.ndarray, fps: float | None, units: str) -> str:

@@ -97,6 +97,8 @@ from typing import Any
 
 import numpy as np
 
+from tf_talkface.files import save_npy
+
 __all__ = ["Streamer", "LSTMStreamer", "CNNStreamer", "open_streamer", "generate_long", "main"]
 
 _EMPTY = np.zeros((0, 68, 2), np.float32)
@@ -602,8 +604,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         print(f"flush -> {len(f)} frames", file=sys.stderr)
     lm = np.concatenate(out).astype(np.float32)
-    from tf_talkface.generate import save_npy
-
     save_npy(args.output, lm)  # atomic
     print(f"{lm.shape[0]} frames ({s.n_samples} samples, {s.sample_rate} Hz; algorithmic latency "
           f"{s.latency_ms:.3f} ms) -> {args.output}")
