@@ -18,6 +18,8 @@ import numpy as np
 
 from tf_talkface.card import (BASIS_FILE, CARD_FILE, CARD_FORMAT, DEFAULT_MODEL, MODEL_ENV,
                               ModelError, default_model_dir, read_card, resolve_model_dir)
+from tf_talkface.stream_graph import SignatureStreamer
+from tf_talkface.streamer import stream_in_chunks, streaming_peak
 
 __all__ = ["CARD_FILE", "CARD_FORMAT", "BASIS_FILE", "DEFAULT_MODEL", "MODEL_ENV", "ModelError",
            "LONG_AUDIO_SECONDS", "LoadedModel", "default_model_dir", "resolve_model_dir", "read_card", "load_model"]
@@ -71,7 +73,7 @@ class LoadedModel:
         """Landmarks of one mono waveform.
 
         Audio longer than ``chunk_seconds`` goes through the streaming signatures in chunks of
-        ``chunk_seconds`` with carried state (:func:`tf_talkface.stream.generate_long`; CNN:
+        ``chunk_seconds`` with carried state (:func:`tf_talkface.streamer.stream_in_chunks`; CNN:
         normalised by the clip's own peak, as in one go), so an hour of speech never builds
         an hour-sized graph buffer; the frames equal the one-call result (float32 round-off,
         tested). Shorter audio runs ``serving_default`` in one call.
@@ -91,10 +93,9 @@ class LoadedModel:
         w = np.asarray(waveform)
         if (w.ndim == 1 and len(w) > chunk_seconds * self.sample_rate
                 and "stream_step" in self.module.signatures):
-            from tf_talkface.stream import generate_long
-
-            return generate_long(self, w.astype(np.float32, copy=False),
-                                 chunk_seconds=chunk_seconds, peak=None)
+            w = w.astype(np.float32, copy=False)
+            return stream_in_chunks(self.streamer(peak=streaming_peak(self.kind, w, None)), w,
+                                    chunk_seconds)
         return self.predict_batch([waveform])[0]
 
     def predict_batch(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
@@ -122,7 +123,7 @@ class LoadedModel:
         return [lm[i, :frames[i]] for i in range(len(ws))]
 
 
-    def streamer(self, peak: float = 1.0) -> Any:
+    def streamer(self, peak: float = 1.0) -> SignatureStreamer:
         """A streaming session over the SavedModel's ``stream_*`` signatures: a
         :class:`~tf_talkface.stream_graph.SignatureStreamer` (``push``/``flush``/``reset``).
 
@@ -132,8 +133,6 @@ class LoadedModel:
         Raises:
             ModelError: the SavedModel was exported without streaming signatures.
         """
-        from tf_talkface.stream_graph import SignatureStreamer
-
         try:
             return SignatureStreamer(self.module, self.card["model"], self.sample_rate,
                                      int(self.card.get("delay") or 0), peak=peak)

@@ -57,42 +57,12 @@ from typing import Any
 
 import numpy as np
 
-from tf_talkface.stream import Streamer
+from tf_talkface.streamer import Streamer, stream_latency_ms
 
 __all__ = ["STATE_PREFIX", "stream_latency_ms", "stream_graph_for", "LSTMStreamGraph", "CNNStreamGraph",
            "cnn_propagate_fn", "SignatureStreamer"]
 
 STATE_PREFIX = "state_"
-
-
-def stream_latency_ms(kind: str, delay: int = 0) -> tuple[float, float]:
-    """Algorithmic latency of streaming, in ms: ``(latency, max_latency)``.
-
-    ``latency``: how long after the instant a frame depicts (its centre, ``t * 40`` ms) the
-    last audio sample it depends on arrives (compute time excluded). ``max_latency``: the worst
-    case from the arrival of any sample to the first frame whose window contains it.
-
-    * ``"lstm"``: ``(delay * hop + n_fft - n_fft // 2) / sr`` = delay x 40 + 20 ms, and
-      ``(delay * hop + n_fft) / sr`` = delay x 40 + 40 ms (hop = n_fft = 1764 at 44.1 kHz).
-    * ``"cnn"``, ``"cnn_tc"``: ``(2237 - 1120) / 8000`` s = 139.625 ms (the trunk reads 2237
-      of the 2240 window samples, 1120 of them before the centre), and 2237 / 8000 s = 279.625.
-
-    Raises:
-        ValueError: unknown ``kind``.
-    """
-    if kind == "lstm":
-        from tf_talkface.config import LogMelConfig
-
-        cfg = LogMelConfig()
-        n_fft, hop, sr = cfg.n_fft, cfg.hop_length, cfg.sample_rate
-        return (1000.0 * (delay * hop + n_fft - n_fft // 2) / sr,
-                1000.0 * (delay * hop + n_fft) / sr)
-    if kind in ("cnn", "cnn_tc"):
-        from tf_talkface.models import cnn as C
-
-        return (1000.0 * (C.MIN_PADDED_LENGTH - C.PAD) / C.SAMPLE_RATE,
-                1000.0 * C.MIN_PADDED_LENGTH / C.SAMPLE_RATE)
-    raise ValueError(f"unknown model kind {kind!r}")
 
 
 def stream_graph_for(model: Any) -> "LSTMStreamGraph | CNNStreamGraph":
