@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_talkface.audio.layers import stack_context
+from tf_talkface.audio.waveform import pad_and_scale_tf
 from tf_talkface.data.manifest import DatasetError, load_manifest, shard_paths
 from tf_talkface.data.records import RecordSpec, parse_clip
 
@@ -115,8 +116,6 @@ def initial_condition(dataset_dir: str | os.PathLike) -> np.ndarray:
 
 
 def _cnn_inputs(clip, tc: bool, init_cond, noise_bank, seed):
-    from tf_talkface.models.cnn import pad_and_scale_tf
-
     y = clip["pca"]
     t = tf.shape(y)[0]
     w = tf.ones([t], tf.float32)
