@@ -7,7 +7,7 @@ model is given) and writes, per input ``NAME``:
 - ``NAME.npy``: float32 (frames, 68, D) landmarks at 25 fps in the model's normalised
   coordinates (``frames = duration x 25``, rounded as the model's framing: see the model card);
 - ``NAME.mp4``: H.264 video at 25 fps of the face (``--video painted|lines|3d``) with the input
-  sound muxed as AAC, starting together (:mod:`tf_talkface.video`).
+  sound muxed as AAC, starting together (:mod:`tf_talkface.viz.render`).
 
 ``--save-npy`` is the replication toolkit's "save prediction" mode: ``NAME.npy`` plus the speech
 as ``NAME.wav`` (the pair ``--load-npy`` reads back), no video unless ``--video`` is given.
@@ -34,6 +34,7 @@ import numpy as np
 from tf_talkface.audio.io import AudioError, is_silent, load_audio, rms_dbfs, write_wav
 from tf_talkface.files import AUDIO_EXTENSIONS, InputError, find_inputs, load_npy, save_npy
 from tf_talkface.saved_model import LoadedModel, ModelError, load_model
+from tf_talkface.viz.render import render_video
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_STYLES", "GenerateError", "Report", "find_inputs",
            "save_npy", "load_npy", "write_outputs", "generate_file", "animate_file", "generate",
@@ -93,8 +94,6 @@ def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str |
     if wav and audio is not None:
         written["wav"] = write_wav(base.with_suffix(".wav"), audio, int(sample_rate))
     if video != "none":
-        from tf_talkface.video import render_video
-
         written["mp4"] = render_video(lm, base.with_suffix(".mp4"), audio=audio,
                                       sample_rate=sample_rate, style=video, size=(size, size),
                                       progress=progress)
