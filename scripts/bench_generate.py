@@ -63,7 +63,7 @@ from tf_talkface.models import cnn as C
 from tf_talkface.models.lstm import StackedLSTMInference
 from tf_talkface.resources import shared_data_dir
 from tf_talkface.saved_model import load_model
-from tf_talkface.stream import Streamer
+from tf_talkface.stream import streamer_for
 
 WINDOW_2018 = 75  # frames per original prediction window
 
@@ -225,7 +225,7 @@ def main():
           f"{np.abs(codes_win - codes_full[c_idx[:20]]).max():.2e} (20 frames)")
 
     # streaming: 40-ms pushes over the whole clip, then flush (checked against the offline path)
-    lstm_st, cnn_st = Streamer.for_model(lstm), Streamer.for_model(cnn, peak=1.0)
+    lstm_st, cnn_st = streamer_for(lstm), streamer_for(cnn, peak=1.0)
 
     def stream_all(s, y):
         s.reset()

@@ -52,7 +52,8 @@ from bench_generate import cpu_model, speech_of  # noqa: E402
 from tf_talkface.export import load_trained, python_path_predict  # noqa: E402
 from tf_talkface.resources import shared_data_dir  # noqa: E402
 from tf_talkface.saved_model import load_model  # noqa: E402
-from tf_talkface.stream import Streamer  # noqa: E402
+from tf_talkface.stream import streamer_for  # noqa: E402
+from tf_talkface.streamer import Streamer  # noqa: E402
 
 MODELS = ("lstm", "cnn", "cnn_tc", "lstm_saved", "cnn_saved")
 GOAL_P99_MS = {"lstm": 2.0, "cnn": 10.0, "cnn_tc": 10.0, "lstm_saved": 2.0, "cnn_saved": 10.0}
@@ -154,7 +155,7 @@ def main() -> int:
             model.source = f"{sm.path} (signatures; exported from {sm.card['source']})"
         else:
             model = load_trained(ckpt[name])
-            s = Streamer.for_model(model, peak=PEAK)
+            s = streamer_for(model, peak=PEAK)
         chunk = max(1, int(round(a.chunk_ms * s.sample_rate / 1000.0)))
         chunk_s = chunk / s.sample_rate
         y = speech_of(a.speech, a.seconds, s.sample_rate)

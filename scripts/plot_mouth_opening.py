@@ -26,7 +26,7 @@ def main():
     from tf_talkface.data.pipeline import initial_condition, read_clips
     from tf_talkface.face.normalize import inner_lip_gap
     from tf_talkface.models.registry import custom_objects
-    from tf_talkface.render import _plt, save_figure
+    from tf_talkface.viz.plots import pyplot, save_figure
     from tf_talkface.train import TrainConfig, predict_clip
 
     run = Path(a.run)
@@ -39,7 +39,7 @@ def main():
         from tf_talkface.face.pca import PCABasis
         basis = PCABasis.load(tcfg.data)
         init = tf.constant(initial_condition(tcfg.data))[None]
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(a.clips, 1, figsize=(9, 2.0 * a.clips), sharex=True)
     for ax, clip in zip(np.atleast_1d(axes), read_clips(cfg["data"], "test").take(a.clips)):
         pred, true = predict_clip(net, tcfg, clip, basis, init)

@@ -16,7 +16,7 @@ from tf_talkface.data.manifest import load_manifest, shard_paths
 from tf_talkface.data.records import RecordSpec, iter_clips
 from tf_talkface.face.landmarks import iter_frames
 from tf_talkface.face.normalize import CANVAS, EYE_CORNERS, apply_affine, similarity_from_two_points
-from tf_talkface.render import overlay_panels
+from tf_talkface.viz.plots import overlay_panels
 from tf_talkface.resources import shared_data_dir
 
 

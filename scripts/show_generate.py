@@ -29,7 +29,7 @@ import numpy as np
 
 from tf_talkface.audio.io import load_audio
 from tf_talkface.face.normalize import inner_lip_gap
-from tf_talkface.render import _plt, save_figure
+from tf_talkface.viz.plots import pyplot, save_figure
 from tf_talkface.saved_model import BASIS_FILE, load_model
 
 VIDEO_RATE = 44100
@@ -66,7 +66,7 @@ def show_speech(model, path: Path, out: Path) -> str:
     gap = inner_lip_gap(lm)
     energy = frame_energy_db(load_audio(path, VIDEO_RATE), VIDEO_RATE, len(lm))
     r = np.corrcoef(gap, energy)[0, 1]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 3))
     t = np.arange(len(lm)) / 25
     ax.plot(t, gap, "r-", lw=1, label="predicted mouth opening")
@@ -85,7 +85,7 @@ def show_video(model, video: Path, out: Path) -> str:
     import cv2
 
     from tf_talkface.metrics import mouth_opening_correlation
-    from tf_talkface.video import render_frames, render_side_by_side
+    from tf_talkface.viz.render import render_frames, render_side_by_side
 
     true = ground_truth(model, video)
     pred = model.predict(load_audio(video, model.sample_rate))
@@ -97,7 +97,7 @@ def show_video(model, video: Path, out: Path) -> str:
                         audio=load_audio(video, VIDEO_RATE), sample_rate=VIDEO_RATE,
                         style="lines", size=(320, 320), frame_numbers=True)
     g_true, g_pred = inner_lip_gap(true), inner_lip_gap(pred)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9, 3))
     t = np.arange(n) / 25
     ax.plot(t, g_true, "k-", label="ground truth (video)")

@@ -11,6 +11,15 @@ import pytest
 from tf_talkface.resources import DATA_ENV, shared_data_dir
 
 
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    """Every test starts without the user's model override and distribution settings:
+    ``TF_TALKFACE_MODEL`` (would replace the bundled default model) and ``TF_CONFIG`` (would
+    make training multi-worker)."""
+    monkeypatch.delenv("TF_TALKFACE_MODEL", raising=False)
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+
+
 @pytest.fixture(scope="session")
 def data_dir():
     """The real-data folder (``../shared/data`` or ``$TF_TALKFACE_DATA``); skips when absent."""

@@ -42,6 +42,20 @@ def test_default_model_is_bundled_and_documented(model):
     assert size < 30e6, f"bundled model is {size / 1e6:.1f} MB"
 
 
+def test_public_load_model(model):
+    """``tf_talkface.load_model``: the loader itself; None = the bundled default, else any
+    exported model folder (NAME or NAME/VERSION)."""
+    import tf_talkface
+    import tf_talkface.saved_model
+
+    assert tf_talkface.load_model is tf_talkface.saved_model.load_model
+    assert tf_talkface.load_model().path == model.path == default_model_dir()
+    other = tf_talkface.load_model(model.path.parent)  # saved_models/NAME: its highest version
+    assert other.path == model.path and other.card == model.card
+    with pytest.raises(ModelError, match="model folder not found"):
+        tf_talkface.load_model(model.path / "nope")
+
+
 def test_generate_speech_file_end_to_end(model, data_dir, tmp_path):
     src = data_dir / "speech" / "test1.flac"  # 16 kHz FLAC, 15 s
     assert main(["-i", str(src), "-o", str(tmp_path), "--size", "256", "--quiet"]) == 0

@@ -135,7 +135,7 @@ def loud_model(checkpoint):
 def test_loudness_model_offline_savedmodel_and_streams_agree(loud_model, speech, tmp_path):
     from tf_talkface.export import export_model, python_path_predict
     from tf_talkface.saved_model import load_model
-    from tf_talkface.stream import Streamer
+    from tf_talkface.stream import streamer_for
 
     y = speech["test1.flac"]
     off = python_path_predict(loud_model, y)
@@ -145,6 +145,6 @@ def test_loudness_model_offline_savedmodel_and_streams_agree(loud_model, speech,
     assert loaded.card["input_level"]["mode"] == "loudness"
     assert np.abs(loaded.predict(y) - off).max() < 1e-4
     causal = python_path_predict(loud_model, y, causal=True)
-    for streamer in (Streamer.for_model(loud_model), loaded.streamer()):
+    for streamer in (streamer_for(loud_model), loaded.streamer()):
         out = [streamer.push(y[i:i + 777]) for i in range(0, len(y), 777)] + [streamer.flush()]
         assert np.abs(np.concatenate(out) - causal).max() < 1e-4

@@ -306,7 +306,7 @@ def _near(img, rgb, tol=60.0):
 
 
 def test_comparison_frames_panels(obama_path, obama_lm, obama_pred):
-    from tf_talkface.video import render_frames
+    from tf_talkface.viz.render import render_frames
 
     j = 30
     k = int(R.source_frame_indices(50, OBAMA_FPS, 60)[j])
@@ -333,7 +333,7 @@ def test_comparison_frames_panels(obama_path, obama_lm, obama_pred):
     assert all(hits)
     # the title card (no face) gets no landmarks
     assert _near(frames[0][:, :pw - 1], R.OVERLAY_COLOR).sum() < 5
-    # right panel = the prediction drawn by tf_talkface.video
+    # right panel = the prediction drawn by tf_talkface.viz.render
     right = list(itertools.islice(render_frames(obama_pred, "lines", (SIZE, SIZE),
                                                 title="prediction"), j + 1))[j]
     np.testing.assert_array_equal(frames[j][:, pw + 1:], right[:, 1:])  # (pw: separator)

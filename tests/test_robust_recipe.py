@@ -47,13 +47,13 @@ def test_linear_readout_fast_inference_equals_keras():
 def test_linear_readout_streams_equal_offline(data_dir):
     from tf_talkface.audio.io import load_audio
     from tf_talkface.export import TrainedModel, python_path_predict
-    from tf_talkface.stream import Streamer
+    from tf_talkface.stream import streamer_for
 
     m = TrainedModel(net=_lstm(), kind="lstm", train={"delay": 1, "context": 3, "model": "lstm"},
                      dataset={}, neutral_face=np.zeros((68, 2), np.float32))
     y = load_audio(data_dir / "speech" / "test1.flac", 44100)[:4 * 44100]
     off = python_path_predict(m, y)
-    s = Streamer.for_model(m)
+    s = streamer_for(m)
     for chunk in (1764, 500, 44100):  # numpy live path (<= 4 frames) and the graph path
         s.reset()
         out = [s.push(y[i:i + chunk]) for i in range(0, len(y), chunk)] + [s.flush()]
@@ -163,7 +163,7 @@ def test_voice_copy_keeps_timing_and_moves_f0(data_dir):
     y = load_audio(data_dir / "grid" / "s1" / "bbaf3s.mp4", 8000)
 
     def f0(x):
-        f, _ = pyworld.dio(np.asarray(x, np.float64), 8000)
+        f, _ = pyworld.harvest(np.asarray(x, np.float64), 8000)
         return np.median(f[f > 0])
 
     up = perturb_voice(y, 8000, 1.5, 1.1)

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tf_talkface.export import _serving_fns, load_trained, python_path_predict
-from tf_talkface.stream import CNNStreamer, LSTMStreamer, Streamer, generate_long, main
+from tf_talkface.stream import CNNStreamer, LSTMStreamer, generate_long, main, streamer_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CKPT = ROOT / "saved_models" / "checkpoints"
@@ -61,7 +61,7 @@ def test_lstm_stream_equals_offline_any_chunking(models, speech, lstm_offline):
     y = speech[44100][:44100 * 3 + 1234]  # 3 s, not a multiple of the hop
     ref = lstm_offline(y)
     assert np.abs(ref - python_path_predict(m, y)).max() < 1e-4  # numpy front-end (float64 FFT)
-    s = Streamer.for_model(m)
+    s = streamer_for(m)
     assert isinstance(s, LSTMStreamer)
     for chunk in CHUNKS:
         out = _stream(s, y, chunk)
@@ -102,7 +102,7 @@ def test_cnn_stream_equals_offline_any_chunking(models, speech, kind):
     y = speech[8000][:8000 * 3 + 77]
     peak = 0.5  # fixed normalisation, given to the offline path too
     ref = python_path_predict(m, y, peak=peak)
-    s = Streamer.for_model(m, peak=peak)
+    s = streamer_for(m, peak=peak)
     assert isinstance(s, CNNStreamer)
     for chunk in CHUNKS:
         out = _stream(s, y, chunk)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tf_talkface.export import export_model, load_trained, python_path_predict
-from tf_talkface.stream import Streamer
+from tf_talkface.stream import streamer_for
 from tf_talkface.stream_graph import STATE_PREFIX, SignatureStreamer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_signature_stream_equals_offline_and_python_streamer(exported, speech, k
     else:
         ref = python_path_predict(m, y, peak=peak)
     sig = SignatureStreamer(module, kind, sr, m.delay, peak=peak)
-    py = Streamer.for_model(m, peak=peak)
+    py = streamer_for(m, peak=peak)
     hop = 1764 if kind == "lstm" else 320
     for chunks in ([hop], [1, 999, 7, 5000], [len(y)]):
         out, when = _run(sig, y, chunks)

@@ -1,4 +1,4 @@
-"""tf_talkface.video: rendering landmark sequences (painted / lines / 3d) to mp4 with sound.
+"""tf_talkface.viz: rendering landmark sequences (painted / lines / 3d) to mp4 with sound.
 
 Real-data tests use the ``data_dir`` fixture (skip when ../shared/data is absent): the dlib
 landmarks of ``video/obama2s.mp4`` (60 frames, pixel units, the first 13 frames NaN: title card)
@@ -15,10 +15,14 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
-from tf_talkface import video as V
 from tf_talkface.audio.io import load_audio, media_info
-from tf_talkface.face.topology import INNER_LIP, LEFT_EYE, RIGHT_EYE
+from tf_talkface.face.topology import EDGES, INNER_LIP, LEFT_EYE, RIGHT_EYE
 from tf_talkface.resources import ffmpeg_exe
+from tf_talkface.viz import draw as D
+from tf_talkface.viz import draw3d as D3
+from tf_talkface.viz import painted as P
+from tf_talkface.viz import render as R
+from tf_talkface.viz import video_io as IO
 
 SIZE = (256, 256)
 
@@ -69,7 +73,7 @@ def _drawn(img: np.ndarray) -> np.ndarray:
 def test_render_video_obama_with_waveform_audio(obama, data_dir, tmp_path):
     src = data_dir / "video" / "obama2s.mp4"
     y = load_audio(src, 16000)
-    out = V.render_video(obama, tmp_path / "obama.mp4", audio=y, sample_rate=16000, size=SIZE)
+    out = R.render_video(obama, tmp_path / "obama.mp4", audio=y, sample_rate=16000, size=SIZE)
     assert out == tmp_path / "obama.mp4"
     assert sorted(_streams(out)) == ["Audio", "Video"]  # exactly one of each
     info = media_info(out)
@@ -87,15 +91,15 @@ def test_render_video_obama_with_waveform_audio(obama, data_dir, tmp_path):
     # the 13 NaN frames are neutral frames; the face frames have skin
     frames, size = _video_frames(out)
     assert size == SIZE and len(frames) == 60
-    assert _near(frames[0], V.PALETTE["background"], 12).mean() > 0.9
-    assert _near(frames[0], V.PALETTE["skin"], 20).mean() < 0.01
-    assert _near(frames[40], V.PALETTE["skin"], 20).mean() > 0.15
+    assert _near(frames[0], P.PALETTE["background"], 12).mean() > 0.9
+    assert _near(frames[0], P.PALETTE["skin"], 20).mean() < 0.01
+    assert _near(frames[40], P.PALETTE["skin"], 20).mean() > 0.15
 
 
 def test_render_video_audio_from_file_lines(obama_valid, data_dir, tmp_path):
     src = data_dir / "video" / "obama2s.mp4"  # a video file: its AAC track is used
     lm = obama_valid[:25]
-    out = V.render_video(lm, tmp_path / "sub" / "lines.mp4", audio=src, style="lines",
+    out = R.render_video(lm, tmp_path / "sub" / "lines.mp4", audio=src, style="lines",
                          size=(192, 160))
     assert sorted(_streams(out)) == ["Audio", "Video"]
     info = media_info(out)
@@ -117,33 +121,33 @@ def test_painted_mouth_opening_skin_and_determinism(obama):
     gap = np.linalg.norm(obama[ok, 62] - obama[ok, 66], axis=-1)
     f_open, f_closed = int(ok[np.argmax(gap)]), int(ok[np.argmin(gap)])
     assert gap.max() > 40 and gap.min() < 1  # the clip really opens and closes its mouth
-    view = V.fit_view([obama], SIZE, style="painted")
-    frames = list(V.render_frames(obama, "painted", SIZE, view=view))
+    view = D.fit_view([obama], SIZE, style="painted")
+    frames = list(R.render_frames(obama, "painted", SIZE, view=view))
     assert all(a.tobytes() == b.tobytes()  # the default view is this one
-               for a, b in zip(frames, V.render_frames(obama, "painted", SIZE)))
+               for a, b in zip(frames, R.render_frames(obama, "painted", SIZE)))
     assert len(frames) == 60
     assert all(f.dtype == np.uint8 and f.shape == (256, 256, 3) for f in frames)
 
     def dark_mouth_pixels(f):
         mask = np.zeros(SIZE[::-1], np.uint8)
         cv2.fillPoly(mask, [np.round(view.to_pixels(obama[f][INNER_LIP])).astype(np.int32)], 1)
-        return int((_near(frames[f], V.PALETTE["mouth"], 40) & (mask > 0)).sum())
+        return int((_near(frames[f], P.PALETTE["mouth"], 40) & (mask > 0)).sum())
 
     n_open, n_closed = dark_mouth_pixels(f_open), dark_mouth_pixels(f_closed)
     assert n_open > 100 and n_open > 5 * max(n_closed, 1), (n_open, n_closed)
     for f in (f_open, f_closed):
-        assert _near(frames[f], V.PALETTE["skin"], 20).mean() > 0.15
+        assert _near(frames[f], P.PALETTE["skin"], 20).mean() > 0.15
         for eye in (RIGHT_EYE, LEFT_EYE):  # eyes are drawn over the skin
             mask = np.zeros(SIZE[::-1], np.uint8)
             cv2.fillPoly(mask, [np.round(view.to_pixels(obama[f][eye])).astype(np.int32)], 1)
             assert mask.sum() > 20
-            assert _near(frames[f], V.PALETTE["skin"], 20)[mask > 0].mean() < 0.25  # ~1 if not drawn
-        assert _near(frames[f], V.PALETTE["lips"], 25).sum() > 50
-    again = list(V.render_frames(obama, "painted", SIZE, view=view))
+            assert _near(frames[f], P.PALETTE["skin"], 20)[mask > 0].mean() < 0.25  # ~1 if not drawn
+        assert _near(frames[f], P.PALETTE["lips"], 25).sum() > 50
+    again = list(R.render_frames(obama, "painted", SIZE, view=view))
     assert all(a.tobytes() == b.tobytes() for a, b in zip(frames, again))  # deterministic
     # the painted head (forehead included) fits in the frame: the top rows are background
     for f in ok:
-        assert _near(frames[f][:12], V.PALETTE["background"], 3).all()
+        assert _near(frames[f][:12], P.PALETTE["background"], 3).all()
 
 
 def test_painted_normalised_2020_units(obama_valid):
@@ -152,8 +156,8 @@ def test_painted_normalised_2020_units(obama_valid):
     lm = obama_valid[:5]
     c = np.nanmean(lm, axis=(0, 1))
     small = ((lm - c) * (0.33 / np.ptp(lm[..., 1]))).astype(np.float32)
-    a = list(V.render_frames(lm, "painted", SIZE))
-    b = list(V.render_frames(small, "painted", SIZE))
+    a = list(R.render_frames(lm, "painted", SIZE))
+    b = list(R.render_frames(small, "painted", SIZE))
     for x, y in zip(a, b):  # equal up to float rounding of a few anti-aliased edge pixels
         assert (np.abs(x.astype(int) - y.astype(int)).max(axis=-1) > 30).mean() < 0.001
 
@@ -163,7 +167,7 @@ def test_painted_normalised_2020_units(obama_valid):
 
 def test_lines_within_view_and_fills_it(obama):
     margin = 0.1
-    frames = list(V.render_frames(obama, "lines", SIZE))
+    frames = list(R.render_frames(obama, "lines", SIZE))
     ok = ~np.isnan(obama).any(axis=(1, 2))
     pad = 4  # line half-width + point radius + anti-aliasing, in pixels
     lo, hi = margin * 256 - pad, (1 - margin) * 256 + pad
@@ -174,7 +178,7 @@ def test_lines_within_view_and_fills_it(obama):
         assert xs.min() >= lo and xs.max() <= hi and ys.min() >= lo and ys.max() <= hi, f
         union |= _drawn(frames[f])
         # red mouth, black rest
-        assert _near(frames[f], V.LINES_MOUTH_COLOR, 60).sum() > 30
+        assert _near(frames[f], D.LINES_MOUTH_COLOR, 60).sum() > 30
     ys, xs = np.nonzero(union)
     # the limiting dimension spans the view's 80 %
     assert max(np.ptp(xs), np.ptp(ys)) >= (1 - 2 * margin) * 256 - 2
@@ -186,8 +190,8 @@ def test_one_view_for_the_whole_sequence(obama_valid):
     a = obama_valid[:8]
     shift = np.array([60.0, -25.0], np.float32)
     seq = np.concatenate([a, a + shift])
-    view = V.fit_view([seq], SIZE)
-    frames = list(V.render_frames(seq, "lines", SIZE))
+    view = D.fit_view([seq], SIZE)
+    frames = list(R.render_frames(seq, "lines", SIZE))
     for k in range(len(a)):
         f0, f1 = frames[k], frames[k + len(a)]
         assert f0.tobytes() != f1.tobytes()
@@ -195,13 +199,13 @@ def test_one_view_for_the_whole_sequence(obama_valid):
         c1 = np.argwhere(_drawn(f1)).mean(axis=0)
         assert np.allclose(c1 - c0, view.scale * shift[::-1], atol=1.0), (c1 - c0)
     # the fit itself is translation invariant: the shifted half alone looks like the first half
-    alone = list(V.render_frames(a + shift, "lines", SIZE))
+    alone = list(R.render_frames(a + shift, "lines", SIZE))
     assert all(x.tobytes() == y.tobytes()
-               for x, y in zip(alone, V.render_frames(a, "lines", SIZE)))
+               for x, y in zip(alone, R.render_frames(a, "lines", SIZE)))
 
 
 def test_fit_view(obama):
-    v = V.fit_view([obama], (300, 200), margin=0.1)
+    v = D.fit_view([obama], (300, 200), margin=0.1)
     px = v.to_pixels(obama[13:])
     assert px.shape == (47, 68, 2)
     lo, hi = px.reshape(-1, 2).min(0), px.reshape(-1, 2).max(0)
@@ -209,7 +213,7 @@ def test_fit_view(obama):
     assert np.isclose(hi[1] - lo[1], 160) and np.isclose((lo[1] + hi[1]) / 2, 100)
     assert np.isclose((lo[0] + hi[0]) / 2, 150) and hi[0] - lo[0] < 240
     with pytest.raises(ValueError, match="no frame without NaN"):
-        V.fit_view([obama[:13]])
+        D.fit_view([obama[:13]])
 
 
 # ----------------------------------------------------------------------------------- 3d
@@ -222,20 +226,20 @@ def test_3d_rotates_and_needs_3d(obama_valid):
     z = 0.25 * r - ((a[..., 0] - c[0]) ** 2 + (a[..., 1] - c[1]) ** 2) / r  # nose protrudes
     a3 = np.concatenate([a, z[..., None]], axis=-1).astype(np.float32)
     p = a3[0]
-    f0 = V.draw_3d(p, 0.0, (256, 192))
+    f0 = D3.draw_3d(p, 0.0, (256, 192))
     assert f0.shape == (192, 256, 3) and f0.dtype == np.uint8
     assert _drawn(f0).sum() > 300
-    assert V.draw_3d(p, 0.0, (256, 192)).tobytes() == f0.tobytes()  # reused figure: same pixels
-    f30 = V.draw_3d(p, 30.0, (256, 192))
+    assert D3.draw_3d(p, 0.0, (256, 192)).tobytes() == f0.tobytes()  # reused figure: same pixels
+    f30 = D3.draw_3d(p, 30.0, (256, 192))
     assert (np.abs(f30.astype(int) - f0.astype(int)).max(axis=-1) > 60).sum() > 200
-    frames = list(V.render_frames(a3, "3d", (256, 192)))
+    frames = list(R.render_frames(a3, "3d", (256, 192)))
     assert len(frames) == 30 and all(f.shape == (192, 256, 3) for f in frames)
-    assert V.azimuth_at(0) == 0.0 and np.isclose(V.azimuth_at(25), 30.0)  # 1 s = quarter sweep
+    assert D3.azimuth_at(0) == 0.0 and np.isclose(D3.azimuth_at(25), 30.0)  # 1 s = quarter sweep
     assert frames[0].tobytes() != frames[25].tobytes()
     with pytest.raises(ValueError, match="3D"):
-        V.render_frames(a, "3d")
+        R.render_frames(a, "3d")
     with pytest.raises(ValueError, match=r"\(68, 3\)"):
-        V.draw_3d(a[0], 0.0)
+        D3.draw_3d(a[0], 0.0)
 
 
 # -------------------------------------------------------------------------- side by side
@@ -245,7 +249,7 @@ def test_side_by_side(obama_valid, tmp_path):
     gt = obama_valid[:20]
     pred = gt.copy()
     pred[:, 48:68, 1] += 5.0  # a different mouth
-    out = V.render_side_by_side([("ground truth", gt), ("predicted", pred)],
+    out = R.render_side_by_side([("ground truth", gt), ("predicted", pred)],
                                 tmp_path / "sbs.mp4", size=(192, 192), frame_numbers=True)
     frames, size = _video_frames(out)
     assert size == (2 * 192, 192) and len(frames) == 20
@@ -254,12 +258,12 @@ def test_side_by_side(obama_valid, tmp_path):
     assert _drawn(left[:20]).sum() > 20 and _drawn(right[:20]).sum() > 20  # titles at the top
     assert np.abs(left.astype(int) - right.astype(int)).max() > 100  # not the same drawing
 
-    three = V.render_side_by_side([("a", gt), ("b", gt), ("c", gt)], tmp_path / "three.mp4",
+    three = R.render_side_by_side([("a", gt), ("b", gt), ("c", gt)], tmp_path / "three.mp4",
                                   style="painted", size=(128, 128))
     assert _video_frames(three)[1] == (3 * 128, 128)
 
     with pytest.raises(ValueError, match=r"'ground truth': 20.*'predicted': 19"):
-        V.render_side_by_side([("ground truth", gt), ("predicted", pred[:19])],
+        R.render_side_by_side([("ground truth", gt), ("predicted", pred[:19])],
                               tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists()
 
@@ -268,13 +272,13 @@ def test_side_by_side(obama_valid, tmp_path):
 
 
 def test_save_frame_png(obama, tmp_path):
-    path = V.save_frame_png(obama, 32, tmp_path / "f.png", style="painted", size=SIZE)
+    path = R.save_frame_png(obama, 32, tmp_path / "f.png", style="painted", size=SIZE)
     img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-    frames = list(V.render_frames(obama, "painted", SIZE))
+    frames = list(R.render_frames(obama, "painted", SIZE))
     assert img.tobytes() == frames[32].tobytes()  # the video's own view, not a per-frame fit
     assert [p.name for p in tmp_path.iterdir()] == ["f.png"]
     with pytest.raises(IndexError, match="60 frames"):
-        V.save_frame_png(obama, 60, tmp_path / "g.png")
+        R.save_frame_png(obama, 60, tmp_path / "g.png")
 
 
 def _frames_then_fail(n: int):
@@ -286,12 +290,12 @@ def _frames_then_fail(n: int):
 def test_write_video_is_atomic(tmp_path):
     dest = tmp_path / "v.mp4"
     with pytest.raises(RuntimeError, match="renderer failed"):
-        V.write_video(dest, _frames_then_fail(5))
+        IO.write_video(dest, _frames_then_fail(5))
     assert list(tmp_path.iterdir()) == []
     dest.write_bytes(b"previous")
     bad = [np.zeros((64, 64, 3), np.uint8)] * 3 + [np.zeros((32, 64, 3), np.uint8)]
     with pytest.raises(ValueError, match="frame 3"):
-        V.write_video(dest, bad, audio=np.zeros(8000, np.float32), sample_rate=8000)
+        IO.write_video(dest, bad, audio=np.zeros(8000, np.float32), sample_rate=8000)
     assert dest.read_bytes() == b"previous"  # an existing file is left as it was
     assert [p.name for p in tmp_path.iterdir()] == ["v.mp4"]
 
@@ -299,7 +303,7 @@ def test_write_video_is_atomic(tmp_path):
 def test_write_video_waveform_8k_and_odd_size(data_dir, tmp_path):
     y = load_audio(data_dir / "speech" / "obama.wav", 8000)[:8000]  # 1 s at the 2020 rate
     frames = [np.full((75, 101, 3), 10 * i, np.uint8) for i in range(25)]
-    out = V.write_video(tmp_path / "w.mp4", iter(frames), audio=y, sample_rate=8000)
+    out = IO.write_video(tmp_path / "w.mp4", iter(frames), audio=y, sample_rate=8000)
     info = media_info(out)
     assert info["audio_sample_rate"] == 8000 and info["audio_codec"] == "aac"
     got, size = _video_frames(out)
@@ -314,13 +318,30 @@ def test_bad_inputs(tmp_path):
     for bad in (rng.random((3, 67, 2)), rng.random((3, 68, 4)), rng.random((68, 2)),
                 np.zeros((0, 68, 2))):
         with pytest.raises(ValueError, match="frames|shape"):
-            V.render_frames(bad)
+            R.render_frames(bad)
     with pytest.raises(ValueError, match="painted, lines, 3d"):
-        V.render_frames(good, style="cartoon")
+        R.render_frames(good, style="cartoon")
     with pytest.raises(ValueError, match=r"\.mp4"):
-        V.write_video(tmp_path / "x.avi", [np.zeros((32, 32, 3), np.uint8)])
+        IO.write_video(tmp_path / "x.avi", [np.zeros((32, 32, 3), np.uint8)])
     with pytest.raises(ValueError, match="sample_rate"):
-        V.write_video(tmp_path / "x.mp4", [np.zeros((32, 32, 3), np.uint8)], audio=np.zeros(100))
+        IO.write_video(tmp_path / "x.mp4", [np.zeros((32, 32, 3), np.uint8)], audio=np.zeros(100))
     with pytest.raises(ValueError, match="no frames"):
-        V.write_video(tmp_path / "x.mp4", [])
+        IO.write_video(tmp_path / "x.mp4", [])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_one_edge_split_for_every_style():
+    assert set(D.FACE_EDGES).isdisjoint(D.MOUTH_EDGES)
+    assert sorted(D.FACE_EDGES + D.MOUTH_EDGES) == sorted(EDGES)
+    assert len(D.MOUTH_EDGES) == 20 and all(48 <= i < 68 and 48 <= j < 68 for i, j in D.MOUTH_EDGES)
+
+
+def test_write_png_is_atomic_and_checks_the_image(tmp_path):
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[5:10, 5:20] = (255, 0, 0)
+    out = IO.write_png(tmp_path / "sub" / "a.png", img)
+    assert out == tmp_path / "sub" / "a.png"
+    np.testing.assert_array_equal(cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB), img)
+    with pytest.raises(ValueError, match="uint8"):
+        IO.write_png(tmp_path / "b.png", img.astype(np.float32))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "sub"]

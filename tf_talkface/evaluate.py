@@ -727,13 +727,13 @@ def plot_error_vs_snr(summary: dict, out: str | os.PathLike) -> dict[str, Path]:
     block of rows per unit system (recipe) since 2018 and 2020 units differ, dashed: the
     mean-face baseline) and ``mouth_open_r_vs_snr.png`` (mouth-opening r, unit-free: all models
     together). x: SNR in dB, clean at the right end. Nothing without noise conditions."""
-    from tf_talkface.render import _plt, save_figure
+    from tf_talkface.viz.plots import pyplot, save_figure
 
     models = summary["models"]
     noises = sorted({n for e in models.values() for n in e.get("noise", {})})
     if not noises:
         return {}
-    plt = _plt()
+    plt = pyplot()
     cols = list(reversed(_snr_columns(summary)))  # low SNR ... high SNR, clean
     x = np.arange(len(cols))
     colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(models)}

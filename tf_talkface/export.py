@@ -56,7 +56,7 @@ import numpy as np
 from tf_talkface import __version__
 from tf_talkface.config import FPS, LogMelConfig
 from tf_talkface.data.manifest import write_json_atomic
-from tf_talkface.saved_model import CARD_FILE, CARD_FORMAT, BASIS_FILE, ModelError
+from tf_talkface.card import CARD_FILE, CARD_FORMAT, BASIS_FILE, ModelError
 
 __all__ = ["ExportError", "TrainedModel", "load_trained", "python_path_predict", "export_model",
            "export", "main"]

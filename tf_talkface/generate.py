@@ -7,7 +7,7 @@ model is given) and writes, per input ``NAME``:
 - ``NAME.npy``: float32 (frames, 68, D) landmarks at 25 fps in the model's normalised
   coordinates (``frames = duration x 25``, rounded as the model's framing: see the model card);
 - ``NAME.mp4``: H.264 video at 25 fps of the face (``--video painted|lines|3d``) with the input
-  sound muxed as AAC, starting together (:mod:`tf_talkface.video`).
+  sound muxed as AAC, starting together (:mod:`tf_talkface.viz.render`).
 
 ``--save-npy`` is the replication toolkit's "save prediction" mode: ``NAME.npy`` plus the speech
 as ``NAME.wav`` (the pair ``--load-npy`` reads back), no video unless ``--video`` is given.
@@ -31,24 +31,22 @@ from pathlib import Path
 
 import numpy as np
 
-from tf_talkface.atomic import atomic_output
 from tf_talkface.audio.io import AudioError, is_silent, load_audio, rms_dbfs, write_wav
+from tf_talkface.files import AUDIO_EXTENSIONS, InputError, find_inputs, load_npy, save_npy
 from tf_talkface.saved_model import LoadedModel, ModelError, load_model
+from tf_talkface.viz.render import render_video
 
 __all__ = ["AUDIO_EXTENSIONS", "VIDEO_STYLES", "GenerateError", "Report", "find_inputs",
            "save_npy", "load_npy", "write_outputs", "generate_file", "animate_file", "generate",
            "main"]
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff",
-                    ".aif", ".mp4", ".mpg", ".mpeg", ".mov", ".mkv", ".avi", ".webm")
-"""File types picked up when ``-i`` is a folder (any file ffmpeg decodes works when named)."""
 VIDEO_STYLES = ("painted", "lines", "3d", "none")
 VIDEO_AUDIO_RATE = 44100
 """Sample rate (Hz) of the sound muxed into the videos (the model may hear 8 kHz)."""
 
-
-class GenerateError(ValueError):
-    """An input that cannot be animated (the message names the file and the problem)."""
+GenerateError = InputError
+"""An input that cannot be animated (the message names the file and the problem); the same class
+as :class:`tf_talkface.files.InputError`, which the shared file helpers raise."""
 
 
 @dataclass
@@ -59,53 +57,6 @@ class Report:
     written: dict[Path, dict[str, Path]] = field(default_factory=dict)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)
-
-
-def find_inputs(path: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXTENSIONS
-                ) -> list[tuple[Path, Path]]:
-    """Input files and their output stems relative to the output folder.
-
-    A file gives ``[(file, Path(stem))]``; a folder gives every file below it (recursively,
-    sorted) with one of ``extensions`` (case-insensitive), stems keeping the sub-folders.
-
-    Raises:
-        GenerateError: the path does not exist, or a folder holds no matching file.
-    """
-    p = Path(path)
-    if p.is_file():
-        return [(p, Path(p.stem))]
-    if not p.is_dir():
-        raise GenerateError(f"{p}: no such file or folder")
-    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
-    if not files:
-        raise GenerateError(f"{p}: no input files ({', '.join(extensions)}) in this folder")
-    return [(f, f.relative_to(p).with_suffix("")) for f in files]
-
-
-def save_npy(path: str | os.PathLike, landmarks: np.ndarray) -> Path:
-    """Write float32 landmarks atomically as ``.npy`` (temp file + rename)."""
-    path = Path(path)
-    with atomic_output(path, ".tmp.npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(landmarks, np.float32))
-    return path
-
-
-def load_npy(path: str | os.PathLike) -> np.ndarray:
-    """Landmarks from a ``.npy`` file: (frames, 68, D) with D in {2, 3}, or flattened
-    (frames, 68*D) point-major; returned as float32 (frames, 68, D).
-
-    Raises:
-        GenerateError: unreadable file or another shape (the message gives the shape).
-    """
-    try:
-        a = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise GenerateError(f"{path}: not a readable .npy file ({e})") from None
-    if a.ndim == 2 and a.shape[1] in (136, 204):
-        a = a.reshape(len(a), 68, -1)
-    if a.ndim != 3 or a.shape[1] != 68 or a.shape[2] not in (2, 3) or len(a) == 0:
-        raise GenerateError(f"{path}: expected landmarks of shape (frames, 68, 2|3), got {a.shape}")
-    return a.astype(np.float32)
 
 
 def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str | os.PathLike,
@@ -143,8 +94,6 @@ def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str |
     if wav and audio is not None:
         written["wav"] = write_wav(base.with_suffix(".wav"), audio, int(sample_rate))
     if video != "none":
-        from tf_talkface.video import render_video
-
         written["mp4"] = render_video(lm, base.with_suffix(".mp4"), audio=audio,
                                       sample_rate=sample_rate, style=video, size=(size, size),
                                       progress=progress)

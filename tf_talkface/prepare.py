@@ -31,7 +31,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++
 
 from tf_talkface import __version__
 from tf_talkface.config import FPS, RECIPES, RecipeConfig, recipe as make_recipe
-from tf_talkface.data.manifest import (FORMAT_VERSION, MANIFEST, SPLITS, write_json_atomic)
+from tf_talkface.data.build import (PrepareError, assign_splits, feature_stats, parse_split,
+                                    write_dataset)
+from tf_talkface.data.hdf5 import import_hdf5
+from tf_talkface.data.manifest import FORMAT_VERSION, MANIFEST, SPLITS, write_json_atomic
 
 log = logging.getLogger("tf_talkface.prepare")
 
@@ -40,11 +43,7 @@ MIN_FRAMES = 8
 WORK_DIR = ".work"
 
 
-class PrepareError(RuntimeError):
-    """Nothing usable was produced, or the arguments are inconsistent."""
-
-
-# --------------------------------------------------------------------------- discovery/splits
+# --------------------------------------------------------------------------- discovery
 
 @dataclass(frozen=True)
 class ClipJob:
@@ -79,43 +78,6 @@ def find_videos(dirs: list[str | os.PathLike]) -> list[ClipJob]:
     if dup:
         raise PrepareError(f"clip ids collide (same folder name given twice?): {sorted(dup)[:5]}")
     return jobs
-
-
-def parse_split(text: str) -> tuple[float, float, float]:
-    """``"0.8,0.1,0.1"`` -> fractions of train/val/test (must sum to 1)."""
-    try:
-        parts = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or any(p < 0 for p in parts) or abs(sum(parts) - 1) > 1e-6:
-        raise PrepareError(f"--split {text!r}: give three non-negative fractions summing to 1, "
-                           "e.g. 0.8,0.1,0.1")
-    return parts  # type: ignore[return-value]
-
-
-def assign_splits(keys: list[str], fractions: tuple[float, float, float], seed: int
-                  ) -> dict[str, str]:
-    """Deterministically assign each key (clip id or speaker) to train/val/test.
-
-    Keys are sorted, shuffled with ``numpy.random.default_rng(seed)`` and cut by the fractions
-    (rounded; every non-zero fraction gets at least one key when there are enough keys).
-    """
-    keys = sorted(set(keys))
-    order = np.random.default_rng(seed).permutation(len(keys))
-    n = len(keys)
-    counts = [int(round(f * n)) for f in fractions]
-    for i, f in enumerate(fractions):
-        if f > 0 and counts[i] == 0 and n >= sum(1 for x in fractions if x > 0):
-            counts[i] = 1
-    while sum(counts) > n:
-        counts[int(np.argmax(counts))] -= 1
-    counts[0] += n - sum(counts)
-    out, pos = {}, 0
-    for split, c in zip(SPLITS, counts):
-        for idx in order[pos:pos + c]:
-            out[keys[idx]] = split
-        pos += c
-    return out
 
 
 # --------------------------------------------------------------------------- per-clip work
@@ -403,48 +365,6 @@ def normalise_2020(raws: dict[str, np.ndarray], train_ids: list[str], rcfg: Reci
     return norm, pca, refs, basis
 
 
-def _stats(arrays: list[np.ndarray]) -> dict:
-    x = np.concatenate([a.reshape(len(a), -1) for a in arrays]).astype(np.float64)
-    return {"mean": np.round(x.mean(0), 6).tolist(), "std": np.round(x.std(0), 6).tolist(),
-            "min": float(x.min()), "max": float(x.max())}
-
-
-# --------------------------------------------------------------------------- writing
-
-def write_dataset(out: Path, manifest: dict, records) -> dict:
-    """Write shards per split and then the manifest, atomically.
-
-    ``records`` yields :class:`~tf_talkface.data.records.ClipRecord` objects. Any manifest of a
-    previous build is removed first, and stale shards after, so no manifest ever lists a missing
-    or partial shard. Returns the manifest.
-    """
-    from tf_talkface.data.records import SHARD_SUFFIX, ShardWriter, serialize_clip
-
-    (out / MANIFEST).unlink(missing_ok=True)
-    old = {p.name for p in out.glob(f"*{SHARD_SUFFIX}")}
-    run = time.strftime("%Y%m%d%H%M%S")
-    writers = {s: ShardWriter(out, f"{s}-{run}") for s in SPLITS}
-    clip_shard = {}
-    try:
-        for rec in records:
-            clip_shard[rec.clip_id] = writers[rec.split].write(serialize_clip(rec))
-    except BaseException:
-        for w in writers.values():
-            w.__exit__(RuntimeError, None, None)
-        raise
-    shards = []
-    for s, w in writers.items():
-        for name, n, size in w.close():
-            shards.append({"file": name, "split": s, "n_clips": n, "bytes": size})
-    for c in manifest["clips"]:
-        c["shard"] = clip_shard.get(c["clip_id"])
-    manifest["shards"] = shards
-    write_json_atomic(out / MANIFEST, manifest)
-    for name in old - {s["file"] for s in shards}:
-        (out / name).unlink(missing_ok=True)
-    return manifest
-
-
 def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez2018",
             workers: int | None = None, split: str = "0.8,0.1,0.1", seed: int = 0,
             split_by: str = "clip", cache_dir: str | None = None, basis: str | None = None,
@@ -566,10 +486,10 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
     manifest["counts"]["frames"] = int(sum(c["num_frames"] for c in clips))
     # statistics of the training split (of all clips for an evaluation-only dataset; recorded)
     tr = train_ids or list(norm)
-    manifest["feature_stats"] = {"landmarks": _stats([norm[c] for c in tr]),
+    manifest["feature_stats"] = {"landmarks": feature_stats([norm[c] for c in tr]),
                                  "from": "train" if train_ids else "all clips (no training split)"}
     if pca is not None:
-        manifest["feature_stats"]["pca"] = _stats([pca[c] for c in tr])
+        manifest["feature_stats"]["pca"] = feature_stats([pca[c] for c in tr])
 
     from tf_talkface.data.records import ClipRecord
 
@@ -585,7 +505,7 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
     if recipe == "eskimez2018":
         feats = [load(r)["features"] for r in usable if r["split"] == "train"] or \
                 [load(r)["features"] for r in usable]
-        manifest["feature_stats"]["features"] = _stats(feats)
+        manifest["feature_stats"]["features"] = feature_stats(feats)
     manifest["seconds"] = round(time.time() - t0, 1)
     manifest = write_dataset(out, manifest, records())
     if not keep_work:
@@ -639,7 +559,6 @@ def main(argv: list[str] | None = None) -> int:
                 raise PrepareError("give either --videos or --from-hdf5, not both")
             if not args.layout:
                 raise PrepareError("--from-hdf5 needs --layout eskimez2018|eskimez2020")
-            from tf_talkface.data.hdf5 import import_hdf5
             manifest = import_hdf5(args.from_hdf5, args.out, layout=args.layout, split=args.split,
                                    seed=args.seed, basis=args.basis)
         else:

@@ -6,7 +6,7 @@ toolkit") gave researchers the missing tools to compare a model's predicted land
 landmarks of a real video of the same speech. This module does the same jobs with this library's
 own building blocks (dlib extraction :mod:`tf_talkface.face.landmarks`, Procrustes / closed mouth
 / identity removal :mod:`tf_talkface.face.normalize`, metrics :mod:`tf_talkface.metrics`,
-drawing and mp4 writing :mod:`tf_talkface.video`, plots :mod:`tf_talkface.render`)::
+drawing, plots and mp4 writing :mod:`tf_talkface.viz`)::
 
     python -m tf_talkface.replicate extract obama2s.mp4 obama2s.npy          # DlibProcess
     python -m tf_talkface.replicate align obama2s.npy aligned.npy           # get_procrustes
@@ -60,7 +60,12 @@ from tf_talkface.atomic import atomic_output
 from tf_talkface.config import FPS, LandmarkConfig
 from tf_talkface.face import normalize as nz
 from tf_talkface.face.topology import MOUTH
+from tf_talkface.files import InputError, load_npy, save_npy
 from tf_talkface.metrics import mouth_opening_correlation, rmse
+from tf_talkface.viz.draw import draw_face, draw_lines
+from tf_talkface.viz.plots import pyplot, save_figure
+from tf_talkface.viz.render import render_frames
+from tf_talkface.viz.video_io import write_video
 
 __all__ = [
     "ReplicateError", "UNITS", "OVERLAY_COLOR", "OVERLAY_MOUTH_COLOR", "CROPS",
@@ -499,7 +504,7 @@ def comparison_frames(video_path, pred: np.ndarray, style: str = "lines",
     ``size`` x ``size``), with that frame's extracted landmarks drawn on it
     (:data:`OVERLAY_COLOR`, mouth :data:`OVERLAY_MOUTH_COLOR`; nothing where no face was found).
     Right panel: the prediction, ``size`` x ``size``, drawn by
-    :func:`tf_talkface.video.render_frames`
+    :func:`tf_talkface.viz.render.render_frames`
     (``"lines"`` or ``"painted"``, one view fitted over the whole prediction).
     ``frame_numbers``: "frame j  t s  (video frame k)" at the bottom left.
 
@@ -519,7 +524,6 @@ def comparison_frames(video_path, pred: np.ndarray, style: str = "lines",
         tf_talkface.face.landmarks.FaceError: the video cannot be read.
     """
     from tf_talkface.face.landmarks import iter_frames
-    from tf_talkface.video import draw_lines, render_frames
 
     p = _check_seq(pred, "prediction")
     if style not in ("lines", "painted"):
@@ -590,7 +594,7 @@ def comparison_video(video_path, pred: np.ndarray, out_mp4, style: str = "lines"
     synchronised frame by frame at 25 fps, with the video's own sound (toolkit:
     ``Video.combine_h`` of the scaled original and the painted prediction).
 
-    The mp4 (H.264 + AAC, :func:`tf_talkface.video.write_video`, written atomically) has exactly
+    The mp4 (H.264 + AAC, :func:`tf_talkface.viz.video_io.write_video`, written atomically) has exactly
     ``len(pred)`` frames at 25 fps; the sound starts at t = 0 with the first frame. See
     :func:`comparison_frames` for the panels and the arguments.
 
@@ -601,8 +605,6 @@ def comparison_video(video_path, pred: np.ndarray, out_mp4, style: str = "lines"
         ReplicateError: bad arguments. FaceError / AudioError: unreadable video or no sound.
         ValueError: ``out_mp4`` does not end in ``.mp4``.
     """
-    from tf_talkface.video import write_video
-
     if Path(out_mp4).suffix.lower() != ".mp4":
         raise ReplicateError(f"{out_mp4}: the output must end in .mp4")
     frames = comparison_frames(video_path, pred, style, frame_numbers, size, crop, landmarks,
@@ -615,10 +617,7 @@ def comparison_video(video_path, pred: np.ndarray, out_mp4, style: str = "lines"
 
 
 def _frame_axes(points: np.ndarray, figsize: float = 6.0):
-    from tf_talkface.render import _plt
-
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(figsize, figsize))
+    fig, ax = pyplot().subplots(figsize=(figsize, figsize))
     ax.set_aspect("equal")
     lo, hi = points[..., 0:2].reshape(-1, 2).min(0), points[..., 0:2].reshape(-1, 2).max(0)
     pad = 0.08 * float((hi - lo).max() or 1.0)
@@ -648,8 +647,6 @@ def plot_frame(seq: np.ndarray, index: int, out_png, numbers: bool = True,
     Raises:
         ReplicateError: bad shape, index out of range, or no face (NaN) in that frame.
     """
-    from tf_talkface.render import draw_face, save_figure
-
     a = np.asarray(seq)
     if a.ndim == 2:
         a = a[None]
@@ -703,8 +700,6 @@ def plot_aligned_sequence(seq: np.ndarray, out_png, title: str | None = None) ->
     Raises:
         ReplicateError: bad shape or no frame with a face.
     """
-    from tf_talkface.render import draw_face, save_figure
-
     aligned = align_sequence(seq)
     good = aligned[valid_frames(aligned)]
     mean = good.mean(axis=0)
@@ -734,14 +729,12 @@ def _png_path(path) -> Path:
 
 def _load(path, allow_nan: bool = True) -> np.ndarray:
     """A landmark .npy as float64 (frames, 68, D); errors name the file."""
-    from tf_talkface.generate import GenerateError, load_npy
-
     p = Path(path)
     if not p.is_file():
         raise ReplicateError(f"{p}: no such file")
     try:
         a = load_npy(p)  # the one .npy reader (also accepts flattened (frames, 68*D))
-    except GenerateError as e:
+    except InputError as e:
         raise ReplicateError(str(e)) from None
     return _check_seq(a.astype(np.float64), str(p), allow_nan=allow_nan)
 
@@ -750,9 +743,7 @@ def _save(path, a: np.ndarray) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise ReplicateError(f"{path}: the output must end in .npy")
-    with atomic_output(path, ".tmp.npy") as tmp, open(tmp, "wb") as f:
-        np.save(f, np.asarray(a, np.float32))
-    return path
+    return save_npy(path, a)  # float32, atomic
 
 
 def _describe(a: np.ndarray, fps: float | None, units: str) -> str:

@@ -1,13 +1,14 @@
-"""Load exported tf_talkface SavedModels and their model cards; find the bundled default model.
+"""Load exported tf_talkface SavedModels: :func:`load_model` -> :class:`LoadedModel`.
 
 An exported model is a TF Serving version folder ``saved_models/NAME/VERSION/`` with
 ``saved_model.pb``, ``variables/`` and ``model_card.json`` (written by :mod:`tf_talkface.export`;
 its signatures are described there). :class:`LoadedModel` runs it from Python for
-``generate``; TF Serving runs the same folder (``docs/serving.md``).
+``generate``; TF Serving runs the same folder (``docs/serving.md``). Card names, the card reader
+and the bundled default model's location live in :mod:`tf_talkface.card` (re-exported here).
+``tf_talkface.load_model`` is :func:`load_model`.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,87 +16,16 @@ from typing import Any
 
 import numpy as np
 
+from tf_talkface.card import (BASIS_FILE, CARD_FILE, CARD_FORMAT, DEFAULT_MODEL, MODEL_ENV,
+                              ModelError, default_model_dir, read_card, resolve_model_dir)
+from tf_talkface.stream_graph import SignatureStreamer
+from tf_talkface.streamer import stream_in_chunks, streaming_peak
+
 __all__ = ["CARD_FILE", "CARD_FORMAT", "BASIS_FILE", "DEFAULT_MODEL", "MODEL_ENV", "ModelError",
            "LONG_AUDIO_SECONDS", "LoadedModel", "default_model_dir", "resolve_model_dir", "read_card", "load_model"]
 
-CARD_FILE = "model_card.json"
-BASIS_FILE = "pca_basis.json"
-CARD_FORMAT = "tf_talkface-savedmodel"
-DEFAULT_MODEL = "cnn_nr_grid_s1"
-"""Name of the bundled default model under ``saved_models/``: the noise-resilient 2020 CNN trained
-on GRID s1 (its mouth moves 8x more than the bundled LSTM's; see saved_models/README.md)."""
 LONG_AUDIO_SECONDS = 120.0
 """:meth:`LoadedModel.predict` processes longer audio in chunks of this many seconds."""
-MODEL_ENV = "TF_TALKFACE_MODEL"
-"""Environment variable that overrides the default model folder."""
-
-
-class ModelError(ValueError):
-    """A folder that is not a tf_talkface SavedModel, or a model that cannot be run."""
-
-
-def _versions(model_dir: Path) -> list[Path]:
-    return sorted((p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()),
-                  key=lambda p: int(p.name))
-
-
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """``saved_models/NAME/VERSION`` as given, or the highest version of ``saved_models/NAME``.
-
-    Raises:
-        ModelError: the path does not exist, or holds neither a model card nor version folders.
-    """
-    p = Path(path)
-    if not p.is_dir():
-        raise ModelError(f"{p}: model folder not found")
-    if (p / CARD_FILE).is_file() or (p / "saved_model.pb").is_file():
-        return p
-    versions = [v for v in _versions(p) if (v / "saved_model.pb").is_file()]
-    if not versions:
-        raise ModelError(f"{p}: not a tf_talkface SavedModel (no {CARD_FILE}, no saved_model.pb, "
-                         "no numbered version folders)")
-    return versions[-1]
-
-
-def default_model_dir() -> Path:
-    """The model ``generate`` uses without ``-m``: ``$TF_TALKFACE_MODEL`` if set, else the highest
-    version of ``saved_models/cnn_nr_grid_s1`` (:data:`DEFAULT_MODEL`) of the source checkout
-    (next to the package), or of ./saved_models/ in the working directory.
-
-    Raises:
-        ModelError: no default model can be found (the message says where it looked).
-    """
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return resolve_model_dir(env)
-    candidates = [Path(__file__).resolve().parents[1] / "saved_models" / DEFAULT_MODEL,
-                  Path.cwd() / "saved_models" / DEFAULT_MODEL]
-    for c in candidates:
-        if c.is_dir():
-            return resolve_model_dir(c)
-    raise ModelError("no default model: looked in " + ", ".join(map(str, candidates)) +
-                     f"; pass -m saved_models/NAME/VERSION or set {MODEL_ENV}")
-
-
-def read_card(model_dir: str | os.PathLike) -> dict:
-    """The model card of an exported model folder (dict).
-
-    Raises:
-        ModelError: no ``model_card.json``, unreadable JSON, or another format.
-    """
-    d = Path(model_dir)
-    f = d / CARD_FILE
-    if not f.is_file():
-        extra = " (a SavedModel, but not exported by tf_talkface)" \
-            if (d / "saved_model.pb").is_file() else ""
-        raise ModelError(f"{d}: not a tf_talkface SavedModel: {CARD_FILE} missing{extra}")
-    try:
-        card = json.loads(f.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelError(f"{f}: unreadable model card ({e})") from None
-    if card.get("format") != CARD_FORMAT:
-        raise ModelError(f"{f}: not a tf_talkface model card (format {card.get('format')!r})")
-    return card
 
 
 @dataclass
@@ -143,7 +73,7 @@ class LoadedModel:
         """Landmarks of one mono waveform.
 
         Audio longer than ``chunk_seconds`` goes through the streaming signatures in chunks of
-        ``chunk_seconds`` with carried state (:func:`tf_talkface.stream.generate_long`; CNN:
+        ``chunk_seconds`` with carried state (:func:`tf_talkface.streamer.stream_in_chunks`; CNN:
         normalised by the clip's own peak, as in one go), so an hour of speech never builds
         an hour-sized graph buffer; the frames equal the one-call result (float32 round-off,
         tested). Shorter audio runs ``serving_default`` in one call.
@@ -163,10 +93,9 @@ class LoadedModel:
         w = np.asarray(waveform)
         if (w.ndim == 1 and len(w) > chunk_seconds * self.sample_rate
                 and "stream_step" in self.module.signatures):
-            from tf_talkface.stream import generate_long
-
-            return generate_long(self, w.astype(np.float32, copy=False),
-                                 chunk_seconds=chunk_seconds, peak=None)
+            w = w.astype(np.float32, copy=False)
+            return stream_in_chunks(self.streamer(peak=streaming_peak(self.kind, w, None)), w,
+                                    chunk_seconds)
         return self.predict_batch([waveform])[0]
 
     def predict_batch(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
@@ -194,7 +123,7 @@ class LoadedModel:
         return [lm[i, :frames[i]] for i in range(len(ws))]
 
 
-    def streamer(self, peak: float = 1.0) -> Any:
+    def streamer(self, peak: float = 1.0) -> SignatureStreamer:
         """A streaming session over the SavedModel's ``stream_*`` signatures: a
         :class:`~tf_talkface.stream_graph.SignatureStreamer` (``push``/``flush``/``reset``).
 
@@ -204,8 +133,6 @@ class LoadedModel:
         Raises:
             ModelError: the SavedModel was exported without streaming signatures.
         """
-        from tf_talkface.stream_graph import SignatureStreamer
-
         try:
             return SignatureStreamer(self.module, self.card["model"], self.sample_rate,
                                      int(self.card.get("delay") or 0), peak=peak)

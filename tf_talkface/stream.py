@@ -8,7 +8,7 @@ Library::
 
     s = open_streamer("saved_models/lstm_grid_s1")   # SavedModel (its stream_* signatures),
     # or a checkpoint / run folder: open_streamer("saved_models/checkpoints/lstm_d1_c3_b16.json"),
-    # or from a loaded model: Streamer.for_model(load_trained(...)), load_model(...).streamer()
+    # or from a loaded model: streamer_for(load_trained(...)), load_model(...).streamer()
     for chunk in source:               # float32 (n,) at s.sample_rate, any n >= 0
         frames = s.push(chunk)          # (k, 68, 2), k >= 0: the frames newly determined
     frames = s.flush()                  # end of stream: the remaining frames
@@ -98,17 +98,17 @@ from typing import Any
 import numpy as np
 
 from tf_talkface.audio.level import CausalLevel
+from tf_talkface.card import CARD_FILE, ModelError, resolve_model_dir
+from tf_talkface.export import ExportError, load_trained
+from tf_talkface.files import save_npy
+from tf_talkface.saved_model import load_model
+from tf_talkface.stream_graph import cnn_propagate_fn
+from tf_talkface.streamer import Streamer, stream_in_chunks, streaming_peak
 
-__all__ = ["Streamer", "LSTMStreamer", "CNNStreamer", "open_streamer", "generate_long", "main"]
+__all__ = ["Streamer", "LSTMStreamer", "CNNStreamer", "streamer_for", "open_streamer",
+           "generate_long", "main"]
 
 _EMPTY = np.zeros((0, 68, 2), np.float32)
-
-
-def _as_chunk(chunk: Any) -> np.ndarray:
-    x = np.asarray(chunk, np.float32)
-    if x.ndim != 1:
-        x = x.reshape(-1)
-    return x
 
 
 _NUMPY_MAX_FRAMES = 4
@@ -147,62 +147,6 @@ def _numpy_cells(cells: list) -> list | None:
 
         steps.append(step)
     return steps
-
-
-class Streamer:
-    """Base class: ``push(chunk) -> (k, 68, 2)``, ``flush() -> (k, 68, 2)``, ``reset()``.
-
-    Build one with :meth:`for_model`. ``frames_emitted`` counts the frames returned so far.
-    """
-
-    sample_rate: int
-    model: Any
-    kind: str   # "lstm", "cnn" or "cnn_tc"
-    delay: int  # frame delay (LSTM; 0 for the CNNs)
-
-    @staticmethod
-    def for_model(model: Any, peak: float = 1.0) -> "Streamer":
-        """The streamer for a :class:`~tf_talkface.export.TrainedModel` (``peak``: CNN only)."""
-        if model.kind == "lstm":
-            return LSTMStreamer(model)
-        return CNNStreamer(model, peak=peak)
-
-    def push(self, chunk: Any) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def flush(self) -> np.ndarray:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def reset(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    @property
-    def latency_ms(self) -> float:
-        """Algorithmic latency in ms (:func:`~tf_talkface.stream_graph.stream_latency_ms`)."""
-        from tf_talkface.stream_graph import stream_latency_ms
-
-        return stream_latency_ms(self.kind, self.delay)[0]
-
-    @property
-    def max_latency_ms(self) -> float:
-        """Worst case in ms from any sample to its first frame (``stream_latency_ms``)."""
-        from tf_talkface.stream_graph import stream_latency_ms
-
-        return stream_latency_ms(self.kind, self.delay)[1]
-
-    def _accept(self, chunk: Any) -> np.ndarray | None:
-        """Common start of ``push``: check the stream is open, convert the chunk, count its
-        samples; ``None`` for an empty chunk."""
-        self._check_open()
-        x = _as_chunk(chunk)
-        if len(x) == 0:
-            return None
-        self.n_samples += len(x)
-        return x
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("stream already flushed; call reset() to start a new one")
 
 
 class LSTMStreamer(Streamer):
@@ -393,7 +337,6 @@ class CNNStreamer(Streamer):
         import tensorflow as tf
 
         from tf_talkface.models import cnn as C
-        from tf_talkface.stream_graph import cnn_propagate_fn
 
         if model.kind not in ("cnn", "cnn_tc"):
             raise ValueError(f"CNNStreamer needs a cnn or cnn_tc model, got {model.kind!r}")
@@ -487,6 +430,19 @@ class CNNStreamer(Streamer):
         return out
 
 
+def streamer_for(model: Any, peak: float = 1.0) -> Streamer:
+    """The Python streamer of a :class:`~tf_talkface.export.TrainedModel`: an
+    :class:`LSTMStreamer` (``lstm``) or a :class:`CNNStreamer` (``cnn``, ``cnn_tc``; ``peak``:
+    its fixed peak normalisation, CNN only).
+
+    Raises:
+        ValueError: ``peak <= 0`` (CNN), or a model without the layers its kind needs.
+    """
+    if model.kind == "lstm":
+        return LSTMStreamer(model)
+    return CNNStreamer(model, peak=peak)
+
+
 def generate_long(model: Any, waveform: Any, chunk_seconds: float = 30.0,
                   peak: float | None = 1.0) -> np.ndarray:
     """Offline generation of long audio with bounded memory (chunks with carried state).
@@ -503,15 +459,9 @@ def generate_long(model: Any, waveform: Any, chunk_seconds: float = 30.0,
         float32 (frames, 68, 2), equal to the one-go offline path.
     """
     y = np.asarray(waveform)
-    if model.kind != "lstm" and peak is None:
-        p = float(np.max(np.abs(y))) if len(y) else 0.0
-        peak = p if p > 0 else 1.0
-    peak = peak if peak is not None else 1.0
-    s = model.streamer(peak=peak) if hasattr(model, "streamer") else Streamer.for_model(model, peak)
-    step = max(1, int(chunk_seconds * s.sample_rate))
-    out = [s.push(y[i:i + step]) for i in range(0, len(y), step)]
-    out.append(s.flush())
-    return np.concatenate(out).astype(np.float32)
+    peak = streaming_peak(model.kind, y, peak)
+    s = model.streamer(peak=peak) if hasattr(model, "streamer") else streamer_for(model, peak)
+    return stream_in_chunks(s, y, chunk_seconds)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -527,16 +477,12 @@ def open_streamer(source: str | os.PathLike | None = None, peak: float = 1.0) ->
         tf_talkface.saved_model.ModelError, tf_talkface.export.ExportError: not a model.
         ValueError: ``peak <= 0``.
     """
-    from tf_talkface.saved_model import CARD_FILE, load_model, resolve_model_dir
-
     if source is not None:
         p = Path(source)
         saved = p.is_dir() and ((p / CARD_FILE).is_file() or (p / "saved_model.pb").is_file()
                                 or any(v.is_dir() and v.name.isdigit() for v in p.iterdir()))
         if not saved:
-            from tf_talkface.export import load_trained
-
-            return Streamer.for_model(load_trained(p), peak=peak)
+            return streamer_for(load_trained(p), peak=peak)
         source = resolve_model_dir(p)
     return load_model(source).streamer(peak=peak)
 
@@ -592,9 +538,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.chunk < 1:
         print("stream: error: --chunk must be >= 1", file=sys.stderr)
         return 2
-    from tf_talkface.export import ExportError
-    from tf_talkface.saved_model import ModelError
-
     try:
         s = open_streamer(args.model, peak=args.peak)
     except (ExportError, ModelError, ValueError) as e:
@@ -613,8 +556,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.verbose:
         print(f"flush -> {len(f)} frames", file=sys.stderr)
     lm = np.concatenate(out).astype(np.float32)
-    from tf_talkface.generate import save_npy
-
     save_npy(args.output, lm)  # atomic
     print(f"{lm.shape[0]} frames ({s.n_samples} samples, {s.sample_rate} Hz; algorithmic latency "
           f"{s.latency_ms:.3f} ms) -> {args.output}")

@@ -41,7 +41,8 @@ CNN (2020; :class:`CNNStreamGraph`)
     the template's at the start); ``state_samples`` i64; ``state_emitted`` i32; ``state_peak``
     f32. Models with a loudness input level (issue 11) add the causal level estimate
     (:class:`~tf_talkface.audio.level.CausalLevel`): ``state_level_estimate`` f64,
-    ``state_level_accepted`` i64, ``state_level_pending`` f32 (< 320,); their ``peak`` is unused.
+    ``state_level_accepted`` i64, ``state_level_history`` f64 (10,), ``state_level_frames`` i64,
+    ``state_level_pending`` f32 (< 320,); their ``peak`` is unused.
 
 Size of a session: LSTM ~ 9 KB + up to 7 KB of pending audio; CNN ~ 40 KB (the head's 121
 trunk positions x 64 channels dominate). Compute per 40-ms frame is what
@@ -59,42 +60,14 @@ from typing import Any
 
 import numpy as np
 
-from tf_talkface.stream import Streamer
+from tf_talkface.audio.level import block_frames, causal_level_init_tf, causal_level_step_tf
+
+from tf_talkface.streamer import Streamer, stream_latency_ms
 
 __all__ = ["STATE_PREFIX", "stream_latency_ms", "stream_graph_for", "LSTMStreamGraph", "CNNStreamGraph",
            "cnn_propagate_fn", "SignatureStreamer"]
 
 STATE_PREFIX = "state_"
-
-
-def stream_latency_ms(kind: str, delay: int = 0) -> tuple[float, float]:
-    """Algorithmic latency of streaming, in ms: ``(latency, max_latency)``.
-
-    ``latency``: how long after the instant a frame depicts (its centre, ``t * 40`` ms) the
-    last audio sample it depends on arrives (compute time excluded). ``max_latency``: the worst
-    case from the arrival of any sample to the first frame whose window contains it.
-
-    * ``"lstm"``: ``(delay * hop + n_fft - n_fft // 2) / sr`` = delay x 40 + 20 ms, and
-      ``(delay * hop + n_fft) / sr`` = delay x 40 + 40 ms (hop = n_fft = 1764 at 44.1 kHz).
-    * ``"cnn"``, ``"cnn_tc"``: ``(2237 - 1120) / 8000`` s = 139.625 ms (the trunk reads 2237
-      of the 2240 window samples, 1120 of them before the centre), and 2237 / 8000 s = 279.625.
-
-    Raises:
-        ValueError: unknown ``kind``.
-    """
-    if kind == "lstm":
-        from tf_talkface.config import LogMelConfig
-
-        cfg = LogMelConfig()
-        n_fft, hop, sr = cfg.n_fft, cfg.hop_length, cfg.sample_rate
-        return (1000.0 * (delay * hop + n_fft - n_fft // 2) / sr,
-                1000.0 * (delay * hop + n_fft) / sr)
-    if kind in ("cnn", "cnn_tc"):
-        from tf_talkface.models import cnn as C
-
-        return (1000.0 * (C.MIN_PADDED_LENGTH - C.PAD) / C.SAMPLE_RATE,
-                1000.0 * C.MIN_PADDED_LENGTH / C.SAMPLE_RATE)
-    raise ValueError(f"unknown model kind {kind!r}")
 
 
 def stream_graph_for(model: Any) -> "LSTMStreamGraph | CNNStreamGraph":
@@ -347,6 +320,8 @@ class CNNStreamGraph(_StreamGraph):
         if self.level.mode == "loudness":  # the causal level estimate (audio.level.CausalLevel)
             self.state_specs.update({"state_level_estimate": tf.TensorSpec([], tf.float64),
                                      "state_level_accepted": tf.TensorSpec([], tf.int64),
+                                     "state_level_history": tf.TensorSpec([None], tf.float64),
+                                     "state_level_frames": tf.TensorSpec([], tf.int64),
                                      "state_level_pending": tf.TensorSpec([None], f32)})
         self.state_specs.update({
             "state_coefficients": tf.TensorSpec([1, self.n_out], f32),
@@ -369,8 +344,8 @@ class CNNStreamGraph(_StreamGraph):
         state.update(state_coefficients=self.init_codes, state_samples=tf.constant(0, tf.int64),
                      state_emitted=tf.constant(0, tf.int32), state_peak=peak)
         if self.level.mode == "loudness":
-            from tf_talkface.audio.level import causal_level_init_tf
-            state.update({f"state_{k}": v for k, v in causal_level_init_tf().items()})
+            nb = block_frames(self.sample_rate, self.hop, self.level)
+            state.update({f"state_{k}": v for k, v in causal_level_init_tf(nb).items()})
         return state
 
     def _advance(self, samples, state, final):
@@ -403,9 +378,7 @@ class CNNStreamGraph(_StreamGraph):
 
         audio = tf.reshape(tf.cast(audio, tf.float32), [-1])
         if self.level.mode == "loudness":  # causal level normalisation (peak unused)
-            from tf_talkface.audio.level import causal_level_step_tf
-            lv = {k[len("state_"):]: state[k] for k in
-                  ("state_level_estimate", "state_level_accepted", "state_level_pending")}
+            lv = {k[len("state_"):]: v for k, v in state.items() if k.startswith("state_level_")}
             scaled, lv = causal_level_step_tf(audio, lv, self.sample_rate, self.hop, self.level)
             state = dict(state, **{f"state_{k}": v for k, v in lv.items()})
         else:

@@ -26,10 +26,12 @@ Functions come in numpy / TensorFlow pairs that agree to float32 round-off.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import tensorflow as tf
+
+if TYPE_CHECKING:  # TensorFlow loads only when a TF function runs (prepare needs numpy only)
+    import tensorflow as tf
 
 LEVEL_MODES = ("peak", "loudness")
 """``peak``: the 2020 paper's ``x / max|x|`` (the ``paper`` preset); ``loudness``: gated RMS."""
@@ -163,6 +165,8 @@ def normalise_level(x: np.ndarray, sample_rate: int, cfg: LevelConfig = LevelCon
 
 def soft_limit_tf(x: tf.Tensor, threshold: float = 0.5) -> tf.Tensor:
     """In-graph :func:`soft_limit`."""
+    import tensorflow as tf
+
     x = tf.convert_to_tensor(x, tf.float32)
     a = tf.abs(x)
     k = 1.0 - threshold
@@ -182,6 +186,8 @@ def gated_rms_tf(x: tf.Tensor, sample_rate: int, cfg: LevelConfig = LevelConfig(
     Returns:
         float32 () or (batch,): the level of each row (0 for silent rows).
     """
+    import tensorflow as tf
+
     x = tf.convert_to_tensor(x, tf.float32)
     squeeze = x.shape.rank == 1
     if squeeze:
@@ -225,6 +231,8 @@ def normalise_level_tf(x: tf.Tensor, sample_rate: int, cfg: LevelConfig = LevelC
     ``extra_gain_db`` (training augmentation; scalar or (batch,)): an offset to the target
     level applied before the limiter, so augmented inputs stay inside (-1, 1) like real ones.
     """
+    import tensorflow as tf
+
     x = tf.convert_to_tensor(x, tf.float32)
     if cfg.mode == "peak":
         return tf.math.divide_no_nan(x, tf.reduce_max(tf.abs(x), axis=-1, keepdims=True))
@@ -249,6 +257,8 @@ def compress_tf(x: tf.Tensor, sample_rate: int, threshold_db: Any, ratio: Any,
     Returns:
         float32 (samples,).
     """
+    import tensorflow as tf
+
     x = tf.convert_to_tensor(x, tf.float32)
     w = max(1, int(round(window_s * sample_rate)))
     env = tf.sqrt(tf.nn.avg_pool1d(tf.square(x)[None, :, None], w, 1, "SAME")[0, :, 0] + 1e-12)
@@ -263,22 +273,24 @@ def compress_tf(x: tf.Tensor, sample_rate: int, threshold_db: Any, ratio: Any,
 class CausalLevel:
     """Causal (streaming) level normalisation: the gated level estimated from the past only.
 
-    The signal is cut into frames of ``frame`` samples (40 ms at 25 fps). For frame ``k``,
-    with mean square ``m_k``: if its level is above the absolute gate and above the current
+    The signal is cut into frames of ``frame`` samples (40 ms at 25 fps). After each frame the
+    mean square ``b`` of the last ``block_s`` seconds (10 frames; fewer at the start) is a
+    block, gated as offline: if its level is above the absolute gate and above the current
     estimate minus ``rel_gate_db``, it is accepted and the estimate ``E`` moves towards it,
-    ``E <- a E + (1 - a) m_k`` with ``a = min(exp(-frame / (tau * sr)), 1 - 1/j)`` for the
-    ``j``-th accepted frame (a plain running mean at first, so the first speech frame sets the
-    level; an exponential memory of about ``tau`` seconds later); otherwise ``E`` stays. The
-    frame is scaled by ``target / sqrt(E)`` computed *before* the update (so frame ``k``'s gain
+    ``E <- a E + (1 - a) b`` with ``a = min(exp(-frame / (tau * sr)), 1 - 1/j)`` for the
+    ``j``-th accepted block (a plain running mean at first, so speech sets the level at once;
+    an exponential memory of about ``tau`` seconds later); otherwise ``E`` stays. Each frame is
+    scaled by ``target / sqrt(E)`` computed *before* its own update (so frame ``k``'s gain
     depends on frames ``< k`` only, and a chunk boundary inside a frame changes nothing), capped
-    at ``max_gain_db``, then soft-limited. Before the first accepted frame the gain is 1. The
-    gate compares with the estimate, so the level falls only through speech frames, never
-    through pauses; a frame more than ``rel_gate_db`` above the estimate restarts the mean
-    (speech starting after background noise was measured).
+    at ``max_gain_db``, then soft-limited. Before the first accepted block the gain is 1. The
+    gate compares with the estimate, so the level falls only through speech, never through
+    pauses; a block more than ``rel_gate_db`` above the estimate restarts the mean (speech
+    starting after background noise was measured). The same 400-ms blocks as offline keep the
+    two levels close (within a few dB after the first seconds; tested).
 
     Use :meth:`push` on consecutive chunks of any size; :func:`causal_normalise` runs it on a
-    whole array. State: ``estimate`` (mean square), ``accepted`` (frames so far), the samples of an
-    unfinished frame.
+    whole array. State: ``estimate`` (mean square), ``accepted`` (blocks so far), the last
+    frames' mean squares, the samples of an unfinished frame.
     """
 
     def __init__(self, sample_rate: int, frame: int, cfg: LevelConfig) -> None:
@@ -286,8 +298,11 @@ class CausalLevel:
             raise ValueError("CausalLevel needs a loudness LevelConfig")
         self.sr, self.frame, self.cfg = int(sample_rate), int(frame), cfg
         self.alpha = float(np.exp(-self.frame / (cfg.causal_tau_s * self.sr)))
-        self.estimate = 0.0  # mean square of the accepted frames; 0 = none yet
+        self.block_frames = block_frames(sample_rate, frame, cfg)
+        self.estimate = 0.0  # mean square of the accepted blocks; 0 = none yet
         self.accepted = 0
+        self.history = np.zeros(self.block_frames)  # the last frames' mean squares (newest last)
+        self.frames_seen = 0
         self._buf = np.zeros(0, np.float32)  # raw samples of the current, unfinished frame
         self._gain = self._gain_now()
 
@@ -297,15 +312,19 @@ class CausalLevel:
         return level_gain(float(np.sqrt(self.estimate)), self.cfg)
 
     def _update(self, frame: np.ndarray) -> None:
-        ms = float(np.mean(frame.astype(np.float64) ** 2))
-        lev = 10 * np.log10(ms + _EPS)
+        self.history = np.roll(self.history, -1)
+        self.history[-1] = float(np.mean(frame.astype(np.float64) ** 2))
+        self.frames_seen += 1
+        n = min(self.frames_seen, self.block_frames)
+        block = float(self.history.sum() / n)
+        lev = 10 * np.log10(block + _EPS)
         if lev > self.cfg.abs_gate_dbfs and (
                 self.accepted == 0 or lev > 10 * np.log10(self.estimate) - self.cfg.rel_gate_db):
             if self.accepted and lev > 10 * np.log10(self.estimate) + self.cfg.rel_gate_db:
                 self.accepted = 0  # speech onset after background noise: start again from here
             self.accepted += 1
             a = min(self.alpha, 1.0 - 1.0 / self.accepted)
-            self.estimate = a * self.estimate + (1 - a) * ms
+            self.estimate = a * self.estimate + (1 - a) * block
 
     def push(self, x: np.ndarray) -> np.ndarray:
         """Normalise the next chunk (float (n,), any n >= 0) -> float32 (n,)."""
@@ -325,17 +344,27 @@ class CausalLevel:
         return soft_limit(out, self.cfg.limit_threshold)
 
 
+def block_frames(sample_rate: int, frame: int, cfg: LevelConfig) -> int:
+    """Frames of ``frame`` samples in one gating block (``block_s``): 10 for 40-ms frames."""
+    return max(1, int(round(cfg.block_s * sample_rate / frame)))
+
+
 def causal_normalise(x: np.ndarray, sample_rate: int, frame: int,
                      cfg: LevelConfig = LevelConfig("loudness")) -> np.ndarray:
     """:class:`CausalLevel` over a whole waveform (what a stream of it gives). float32 (n,)."""
     return CausalLevel(sample_rate, frame, cfg).push(x)
 
 
-def causal_level_init_tf() -> dict:
+def causal_level_init_tf(block_frames: int = 10) -> dict:
     """Initial state of :func:`causal_level_step_tf` (as a fresh :class:`CausalLevel`):
-    ``level_estimate`` f64 (), ``level_accepted`` i64 (), ``level_pending`` f32 (0,)."""
+    ``level_estimate`` f64 (), ``level_accepted`` i64 (), ``level_history`` f64
+    (block_frames,), ``level_frames`` i64 (), ``level_pending`` f32 (0,)."""
+    import tensorflow as tf
+
     return {"level_estimate": tf.constant(0.0, tf.float64),
             "level_accepted": tf.constant(0, tf.int64),
+            "level_history": tf.zeros([block_frames], tf.float64),
+            "level_frames": tf.constant(0, tf.int64),
             "level_pending": tf.zeros([0], tf.float32)}
 
 
@@ -345,13 +374,17 @@ def causal_level_step_tf(x: tf.Tensor, state: dict, sample_rate: int, frame: int
 
     Args:
         x: float32 (n,) the next raw samples.
-        state: from :func:`causal_level_init_tf` or the previous step.
+        state: from :func:`causal_level_init_tf` (``block_frames`` =
+            ``round(block_s * sample_rate / frame)``) or the previous step.
 
     Returns:
         (float32 (n,) normalised samples, new state). Equals :class:`CausalLevel` to float32
         round-off for any chunking.
     """
+    import tensorflow as tf
+
     x = tf.convert_to_tensor(x, tf.float32)
+    nb = block_frames(sample_rate, frame, cfg)
     pending = state["level_pending"]
     k0 = tf.shape(pending)[0]
     allx = tf.concat([pending, x], 0)
@@ -367,25 +400,29 @@ def causal_level_step_tf(x: tf.Tensor, state: dict, sample_rate: int, frame: int
                        cfg.target_rms / tf.maximum(tf.sqrt(est), _EPS))
         return tf.where(acc > 0, g, tf.constant(1.0, tf.float64))
 
-    def body(j, est, acc, gains):
+    def body(j, est, acc, hist, seen, gains):
         gains = gains.write(j, gain(est, acc))
-        ms = ms_all[j]
-        lev = 10.0 * tf.math.log(ms + _EPS) / ln10
+        hist = tf.concat([hist[1:], ms_all[j][None]], 0)
+        seen = seen + 1
+        block = tf.reduce_sum(hist) / tf.cast(tf.minimum(seen, nb), tf.float64)
+        lev = 10.0 * tf.math.log(block + _EPS) / ln10
         est_db = 10.0 * tf.math.log(tf.maximum(est, 1e-300)) / ln10
         accept = (lev > cfg.abs_gate_dbfs) & ((acc == 0) | (lev > est_db - cfg.rel_gate_db))
         restart = accept & (acc > 0) & (lev > est_db + cfg.rel_gate_db)
         acc1 = tf.where(restart, tf.constant(0, tf.int64), acc) + 1
         a = tf.minimum(tf.constant(alpha, tf.float64), 1.0 - 1.0 / tf.cast(acc1, tf.float64))
-        est1 = a * est + (1.0 - a) * ms
-        return (j + 1, tf.where(accept, est1, est), tf.where(accept, acc1, acc), gains)
+        est1 = a * est + (1.0 - a) * block
+        return (j + 1, tf.where(accept, est1, est), tf.where(accept, acc1, acc), hist, seen, gains)
 
     gains0 = tf.TensorArray(tf.float64, size=nfull + 1)
-    _, est, acc, gains = tf.while_loop(
+    _, est, acc, hist, seen, gains = tf.while_loop(
         lambda j, *_: j < nfull, body,
-        (tf.constant(0), state["level_estimate"], state["level_accepted"], gains0))
+        (tf.constant(0), state["level_estimate"], state["level_accepted"],
+         state["level_history"], state["level_frames"], gains0))
     gains = gains.write(nfull, gain(est, acc)).stack()                       # (nfull + 1,)
     idx = (k0 + tf.range(tf.shape(x)[0])) // frame
     g = tf.cast(tf.gather(gains, idx), tf.float32)
     y = soft_limit_tf(x * g, cfg.limit_threshold)
-    new = {"level_estimate": est, "level_accepted": acc, "level_pending": allx[nfull * frame:]}
+    new = {"level_estimate": est, "level_accepted": acc, "level_history": hist,
+           "level_frames": seen, "level_pending": allx[nfull * frame:]}
     return y, new

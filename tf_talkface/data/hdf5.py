@@ -19,6 +19,8 @@ import numpy as np
 
 from tf_talkface import __version__
 from tf_talkface.config import RECIPES, recipe as make_recipe
+from tf_talkface.data.build import (PrepareError, assign_splits, feature_stats, parse_split,
+                                    write_dataset)
 from tf_talkface.data.manifest import FORMAT_VERSION, SPLITS
 
 
@@ -36,8 +38,6 @@ def import_hdf5(path: str | os.PathLike, out: str | os.PathLike, layout: str,
 
     from tf_talkface.data.records import ClipRecord
     from tf_talkface.face.pca import PCABasis, fit_pca
-    from tf_talkface.prepare import (PrepareError, _stats, assign_splits, parse_split,
-                                     write_dataset)
     from tf_talkface.resources import shared_data_dir
 
     if layout not in RECIPES:
@@ -83,7 +83,8 @@ def import_hdf5(path: str | os.PathLike, out: str | os.PathLike, layout: str,
         manifest["schema"] = {"landmark_dim": 136, "feature_dim": 128, "n_pca": 0,
                               "audio_sample_rate": 0, "hop": rcfg.logmel.hop_length,
                               "raw_landmarks": False}
-        manifest["feature_stats"] = {"landmarks": _stats([lm[train]]), "features": _stats([feats[train]])}
+        manifest["feature_stats"] = {"landmarks": feature_stats([lm[train]]),
+                                     "features": feature_stats([feats[train]])}
     else:
         d = a.shape[2] // 68
         if a.shape[2] != 68 * d or d not in (2, 3) or b.ndim != 2:
@@ -114,7 +115,8 @@ def import_hdf5(path: str | os.PathLike, out: str | os.PathLike, layout: str,
                                      "n_pca": b_obj.n_components}
         manifest["schema"] = {"landmark_dim": 68 * d, "feature_dim": 0, "n_pca": b_obj.n_components,
                               "audio_sample_rate": audio_sr, "hop": hop, "raw_landmarks": False}
-        manifest["feature_stats"] = {"landmarks": _stats([lm[train]]), "pca": _stats([pca[train]])}
+        manifest["feature_stats"] = {"landmarks": feature_stats([lm[train]]),
+                                     "pca": feature_stats([pca[train]])}
     manifest["clips"] = [{"clip_id": c, "speaker": stem, "source": f"{path.name}#{i}",
                           "split": split_of[c], "num_frames": int(t)} for i, c in enumerate(ids)]
     manifest["skipped"] = []

@@ -18,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_talkface.audio.layers import stack_context
+from tf_talkface.audio.level import compress_tf, normalise_level_tf
+from tf_talkface.audio.waveform import HOP, SAMPLE_RATE, WINDOW, pad_and_scale_tf
 from tf_talkface.data.manifest import DatasetError, load_manifest, shard_paths
 from tf_talkface.data.records import RecordSpec, parse_clip
 
@@ -169,9 +171,6 @@ class AugmentConfig:
 def _augment_and_scale(speech, t, level, aug, seed, salt):
     """Waveform -> padded network input: optional compression, level normalisation with a
     random gain offset (stateless in ``seed``), padding."""
-    from tf_talkface.audio.level import compress_tf, normalise_level_tf
-    from tf_talkface.models.cnn import SAMPLE_RATE, pad_and_scale_tf
-
     if aug is None or not aug.active:
         return pad_and_scale_tf(speech, t, level=level)
     s = tf.cast(seed, tf.int64) + tf.constant([0, 1000 + salt], tf.int64)
@@ -189,8 +188,6 @@ def _crop(xs, y, cond, frames: int, seed):
     """A random window of ``frames`` frames of a padded 2020 example (same offset for every
     waveform of ``xs``): the fully-convolutional net then sees ``320 (frames - 1) + 2240``
     samples and predicts exactly those frames. Clips shorter than ``frames`` stay whole."""
-    from tf_talkface.models.cnn import HOP, WINDOW
-
     t = tf.shape(y)[0]
     n = tf.minimum(t, frames)
     s = tf.random.stateless_uniform([], seed=tf.cast(seed, tf.int64) + tf.constant([7, 0], tf.int64),

@@ -6,10 +6,11 @@ Why (issue 11): with one training speaker the model learns one voice. The standa
 speakers are few is to perturb the voice: shift the fundamental frequency (F0, x0.6-1.8 spans
 male <-> female) and warp the spectral envelope along frequency (vocal-tract length, factors
 0.8-1.25). Both are done with WORLD analysis/synthesis (the ``pyworld`` package: DIO +
-StoneMask F0, CheapTrick envelope, D4C aperiodicity, 5-ms frames), which keeps the timing, so
-the copy keeps the clip's landmarks frame for frame.
+StoneMask F0, CheapTrick envelope, D4C aperiodicity, 5-ms frames, at 16 kHz: D4C finds no
+periodic band below 3 kHz, so at 8 kHz it would turn every voice into a whisper), which keeps
+the timing, so the copy keeps the clip's landmarks frame for frame.
 
-Decided by measurement (issue 11): WORLD costs about 0.25 s per 3-s clip at 8 kHz here, so copies
+Decided by measurement (issue 11): WORLD costs about 0.3 s per 3-s clip here, so copies
 made once (minutes for GRID s1) beat on-line augmentation (that cost on every epoch). The copies
 go into the training split only, as an extra shard listed in the manifest with the settings
 (``voice_perturbation``); validation and test stay untouched, and the PCA basis, template and
@@ -62,17 +63,23 @@ def perturb_voice(y: np.ndarray, sample_rate: int, f0_factor: float, formant_fac
         ValueError: empty input or non-positive factors.
     """
     import pyworld
+    from scipy.signal import resample_poly
 
     if len(y) == 0 or not (f0_factor > 0 and formant_factor > 0):
         raise ValueError(f"perturb_voice: empty input or bad factors ({f0_factor}, {formant_factor})")
     x = np.ascontiguousarray(y, np.float64)
-    f0, t = pyworld.dio(x, sample_rate, frame_period=FRAME_PERIOD_MS)
-    f0 = pyworld.stonemask(x, f0, t, sample_rate)
-    sp = pyworld.cheaptrick(x, f0, t, sample_rate)
-    ap = pyworld.d4c(x, f0, t, sample_rate)
+    # D4C measures aperiodicity in bands from 3 kHz up; at 8 kHz it finds none and marks every
+    # bin aperiodic (a whisper). Analyse and synthesise at >= 16 kHz, then come back.
+    up = max(1, int(np.ceil(16000 / sample_rate)))
+    fs = sample_rate * up
+    z = resample_poly(x, up, 1) if up > 1 else x
+    f0, t = pyworld.dio(z, fs, frame_period=FRAME_PERIOD_MS)
+    f0 = pyworld.stonemask(z, f0, t, fs)
+    sp = pyworld.cheaptrick(z, f0, t, fs)
+    ap = pyworld.d4c(z, f0, t, fs)
     out = pyworld.synthesize(np.ascontiguousarray(f0 * f0_factor), _warp_envelope(sp, formant_factor),
-                             _warp_envelope(ap, formant_factor), sample_rate,
-                             frame_period=FRAME_PERIOD_MS)
+                             _warp_envelope(ap, formant_factor), fs, frame_period=FRAME_PERIOD_MS)
+    out = resample_poly(out, 1, up) if up > 1 else out
     out = out[:len(x)] if len(out) >= len(x) else np.pad(out, (0, len(x) - len(out)))
     rms_in, rms_out = np.sqrt(np.mean(x ** 2)), np.sqrt(np.mean(out ** 2))
     if rms_out > 0:
