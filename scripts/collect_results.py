@@ -20,6 +20,33 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def training_budget(run: Path, cfg: dict, metrics: dict, weights: Path) -> dict:
+    """Updates and wall-clock hours of this run plus those of the checkpoint it started from
+    (``--init-weights``: a ``NAME.weights.h5`` or ``runs/NAME/...`` whose ``NAME.json`` in the
+    weights folder carries its own budget)."""
+    import csv
+    import math
+
+    with open(run / "history.csv") as f:
+        epochs = sum(1 for _ in csv.DictReader(f))
+    manifest = json.loads((run / "manifest.json").read_text())
+    steps = cfg.get("steps_per_epoch") or math.ceil(manifest["counts"]["train"] / cfg["batch_size"])
+    updates, hours = epochs * steps, metrics.get("train_seconds", 0.0) / 3600
+    init = cfg.get("init_weights")
+    chain = []
+    if init:
+        p = Path(init)
+        prev_name = p.name.replace(".weights.h5", "") if p.name.endswith(".weights.h5") else p.parent.name
+        prev = weights / f"{prev_name}.json"
+        if prev.is_file():
+            b = json.loads(prev.read_text()).get("training_budget", {})
+            updates += b.get("updates", 0)
+            hours += b.get("hours", 0.0)
+            chain = b.get("chain", []) + [prev_name]
+    return {"updates": int(updates), "hours": round(hours, 3), "chain": chain,
+            "note": "wall-clock hours on a shared 2-core CPU, this run and the runs it continued"}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("runs", nargs="+")
@@ -55,6 +82,7 @@ def main():
             manifest = json.loads((r / "manifest.json").read_text())
             (w / f"{name}.json").write_text(json.dumps({
                 "train": cfg, "model_config": net.get_config(), "test": t,
+                "training_budget": training_budget(r, cfg, m, w),
                 "dataset": dataset_summary(manifest, run_cfg["manifest_sha1"], Path(cfg["data"]).name),
                 "neutral_face": neutral_face_of(manifest).round(6).tolist()}, indent=1))
             if cfg["model"] != "lstm":  # the PCA basis travels with CNN weights (export needs it)

@@ -87,6 +87,8 @@ class TrainedModel:
             looks like in the model's coordinates).
         basis: ``PCABasis`` for CNN models, else ``None``.
         test_metrics: the run's test-split metrics (``{"model": ..., "mean_face": ...}``) or {}.
+        budget: training updates and hours, including the runs it continued (checkpoints
+            written by ``scripts/collect_results.py --weights``), or {}.
         source: where it came from (run folder or checkpoint file).
     """
 
@@ -98,6 +100,7 @@ class TrainedModel:
     basis: Any = None
     test_metrics: dict = field(default_factory=dict)
     source: str = ""
+    budget: dict = field(default_factory=dict)
 
     @property
     def sample_rate(self) -> int:
@@ -205,6 +208,7 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
         neutral = neutral_face_of(manifest)
         metrics = json.loads((src / "metrics.json").read_text()).get("test", {}) \
             if (src / "metrics.json").is_file() else {}
+        budget = {}
         default_basis = Path(train["data"]) / "basis.json"
     elif src.is_file() and src.suffix == ".json":
         ck = json.loads(src.read_text())
@@ -221,6 +225,7 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
                               "re-create it with scripts/collect_results.py --weights")
         dataset, neutral = ck["dataset"], np.asarray(ck["neutral_face"], np.float32).reshape(68, -1)
         metrics = ck.get("test", {})
+        budget = ck.get("training_budget", {})
         default_basis = src.with_name(src.stem + ".basis.json")
     else:
         raise ExportError(f"{src}: expected a run folder or a checkpoint NAME.json")
@@ -240,7 +245,7 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
             raise ExportError(f"{b}: basis has {pca.n_components} components, the model outputs "
                               f"{net.n_out}")
     return TrainedModel(net=net, kind=kind, train=train, dataset=dataset, neutral_face=neutral,
-                        basis=pca, test_metrics=metrics, source=str(src))
+                        basis=pca, test_metrics=metrics, source=str(src), budget=budget)
 
 
 def python_path_predict(model: TrainedModel, waveform: np.ndarray,
@@ -427,6 +432,7 @@ def model_card(model: TrainedModel, name: str, version: int) -> dict:
         "training_data": model.dataset,
         "train_config": model.train,
         "test_metrics": model.test_metrics,
+        "training_budget": model.budget,
         "signatures": {
             "serving_default": {"inputs": {"waveform": "float32 (batch, samples)",
                                            "lengths": "int32 (batch,)"},
