@@ -74,14 +74,17 @@ def main():
             net = model.model if hasattr(model, "w_feat") else model
             w = Path(a.weights)
             w.mkdir(parents=True, exist_ok=True)
-            clone = net.__class__.from_config(net.get_config())  # uncompiled: no optimizer state
+            config = net.get_config()
+            if isinstance(config.get("dtype"), dict):  # trained under mixed precision: serve float32
+                config["dtype"] = "float32"
+            clone = net.__class__.from_config(config)  # uncompiled: no optimizer state
             clone.set_weights(net.get_weights())
             clone.save_weights(w / f"{name}.weights.h5")
             from tf_talkface.export import dataset_summary, neutral_face_of
             run_cfg = json.loads((r / "config.json").read_text())
             manifest = json.loads((r / "manifest.json").read_text())
             (w / f"{name}.json").write_text(json.dumps({
-                "train": cfg, "model_config": net.get_config(), "test": t,
+                "train": cfg, "model_config": config, "test": t,
                 "training_budget": training_budget(r, cfg, m, w),
                 "dataset": dataset_summary(manifest, run_cfg["manifest_sha1"], Path(cfg["data"]).name),
                 "neutral_face": neutral_face_of(manifest).round(6).tolist()}, indent=1))

@@ -21,13 +21,16 @@ class TargetScale(keras.layers.Layer):
     Args:
         mean, std: sequences of ``dim`` floats (std > 0).
 
-    Input/output: float (..., dim).
+    Input/output: float (..., dim); computed in float32 whatever the dtype policy.
 
     Raises:
         ValueError: lengths differ or a std is not positive.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], **kwargs: Any) -> None:
+        # always float32: under mixed bfloat16 a mean of ~0.5 would be rounded to ~2e-3, a
+        # fifth of the motion it carries
+        kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         mean = [float(v) for v in mean]
         std = [float(v) for v in std]
