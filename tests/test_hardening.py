@@ -85,7 +85,7 @@ def _synthetic_dataset(path: Path, nan: bool = False) -> Path:
     manifest = {"format_version": 1, "recipe": {"name": "eskimez2018"},
                 "schema": {"landmark_dim": 136, "feature_dim": 128, "n_pca": 0,
                            "audio_sample_rate": 44100, "hop": 1764, "raw_landmarks": False},
-                "clips": [{"clip_id": r.clip_id} for r in recs],
+                "clips": [{"clip_id": r.clip_id, "num_frames": len(r.features)} for r in recs],
                 "counts": {"train": 3, "val": 1, "test": 0}}
     path.mkdir(parents=True)
     write_dataset(path, manifest, iter(recs))
@@ -594,3 +594,61 @@ def test_missing_prerequisites_skip_for_users_and_fail_in_ci(tmp_path):
     assert r.returncode == 1 and "1 failed" in r.stdout and "CI is set" in r.stdout, r.stdout
     r = _probe(tmp_path, TF_TALKFACE_DATA=str(tmp_path / "no_such_folder"))
     assert r.returncode == 4 and "is not a folder" in r.stderr + r.stdout, r.stdout + r.stderr
+
+
+# ----------------------------------------------------------------------------- B8: partial input
+
+def _truncated_flac(path: Path) -> Path:
+    import soundfile as sf
+
+    t = np.arange(15 * 16000) / 16000
+    sf.write(path.with_suffix(".full.flac"), (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32),
+             16000)
+    data = path.with_suffix(".full.flac").read_bytes()
+    path.write_bytes(data[: len(data) // 10])
+    return path
+
+
+def test_truncated_audio_is_reported_with_both_durations(tmp_path, capsys, fake_stream):
+    import warnings
+
+    from tf_talkface.audio.io import AudioWarning
+    from tf_talkface.generate import generate
+
+    cut = _truncated_flac(tmp_path / "cut.flac")
+    with pytest.warns(AudioWarning, match=r"cut\.flac: only 1\.\d\d s of audio decoded of the 15\.00 s"):
+        y = load_audio(cut, 8000)
+    assert 0.5 < len(y) / 8000 < 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a whole file gives no warning
+        load_audio(tmp_path / "cut.full.flac", 8000)
+    rep = generate(cut, tmp_path / "out", FakeModel(), video="none", progress=False)
+    assert cut in rep.written and len(rep.warnings) == 1 and "15.00 s" in rep.warnings[0]
+    assert fake_stream.main(["-i", str(cut), "-o", str(tmp_path / "s.npy")]) == 0
+    err = capsys.readouterr().err
+    assert _one_line(err).startswith("stream: warning:") and "15.00 s the file declares" in err
+
+
+def test_load_npy_refuses_landmarks_of_another_length(tmp_path):
+    from tf_talkface.generate import generate
+
+    write_wav(tmp_path / "a.wav", np.full(6 * 8000, 0.1, np.float32), 8000)  # 6 s
+    np.save(tmp_path / "a.npy", _face(20))  # 0.8 s
+    rep = generate(tmp_path / "a.npy", tmp_path / "out", load_npy_mode=True, video="lines",
+                   size=64, progress=False)
+    assert "20 frames (0.80 s at 25 fps) but a.wav lasts 6.00 s" in rep.failed[tmp_path / "a.npy"]
+
+
+def test_delay_longer_than_the_clips_and_max_clips_below_one_are_refused(tmp_path):
+    from tf_talkface.prepare import PrepareError, prepare
+    from tf_talkface.train import TrainConfig, TrainError, train
+
+    data = _synthetic_dataset(tmp_path / "ds")  # clips of 10-12 frames
+    with pytest.raises(TrainError, match="--delay 10 frames is not shorter than the shortest clip"):
+        train(TrainConfig(data=str(data), model="lstm", out=str(tmp_path / "run"), delay=10,
+                          units=4, epochs=1))
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "a.mp4").write_bytes(b"x" * 100)
+    for n in (0, -1):
+        with pytest.raises(PrepareError, match=f"--max-clips {n}"):
+            prepare([tmp_path / "v"], tmp_path / f"d{n}", max_clips=n, progress=False)

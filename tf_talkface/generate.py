@@ -30,12 +30,13 @@ import argparse
 import shutil
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tf_talkface.audio.io import AudioError, is_silent, load_audio, rms_dbfs, write_wav
+from tf_talkface.audio.io import AudioError, AudioWarning, is_silent, load_audio, rms_dbfs, write_wav
 from tf_talkface.files import (AUDIO_EXTENSIONS, InputError, find_inputs, load_npy, output_path,
                                save_npy)
 from tf_talkface.saved_model import LoadedModel, ModelError, load_model
@@ -62,6 +63,8 @@ class Report:
     written: dict[Path, dict[str, Path]] = field(default_factory=dict)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """One line each: partial input (a truncated file), lengths that disagree."""
 
 
 def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str | os.PathLike,
@@ -176,9 +179,12 @@ def animate_file(npy_path: str | os.PathLike, out_dir: str | os.PathLike,
     """``--load-npy``: animate external landmarks ``NAME.npy`` with the sound of ``NAME.wav``
     beside it (the replication toolkit's ``--load_prediction``).
 
+    The landmarks and the sound must last as long (25 fps; within 2 frames or 5%): 20 frames
+    beside 6 s of audio is an error, not a 0.8-s video.
+
     Raises:
-        GenerateError: bad ``.npy`` (see :func:`load_npy`), missing or unreadable ``.wav``, or
-            ``video == "none"``.
+        GenerateError: bad ``.npy`` (see :func:`load_npy`), missing or unreadable ``.wav``,
+            lengths that disagree, or ``video == "none"``.
     """
     npy_path = Path(npy_path)
     if video == "none":
@@ -191,6 +197,11 @@ def animate_file(npy_path: str | os.PathLike, out_dir: str | os.PathLike,
         audio = load_audio(wav, VIDEO_AUDIO_RATE)
     except AudioError as e:
         raise GenerateError(str(e)) from None
+    seconds, lm_seconds = len(audio) / VIDEO_AUDIO_RATE, len(lm) / 25.0
+    if abs(seconds - lm_seconds) > max(2 / 25.0, 0.05 * seconds):
+        raise GenerateError(f"{npy_path}: {len(lm)} frames ({lm_seconds:.2f} s at 25 fps) but "
+                            f"{wav.name} lasts {seconds:.2f} s; the landmarks do not belong to "
+                            "this sound (or are not at 25 fps)")
     return write_outputs(lm, out_dir, name or npy_path.stem, audio, VIDEO_AUDIO_RATE, video=video,
                          npy=False, size=size, progress=progress)
 
@@ -242,11 +253,16 @@ def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
             report.skipped.append(path)
             continue
         try:
-            if load_npy_mode:
-                report.written[path] = animate_file(path, out, stem, video, size)
-            else:
-                report.written[path] = generate_file(path, model, out, stem, video, save_npy_mode,
-                                                     allow_silent, size, progress=len(items) == 1 and progress)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", AudioWarning)
+                if load_npy_mode:
+                    report.written[path] = animate_file(path, out, stem, video, size)
+                else:
+                    report.written[path] = generate_file(path, model, out, stem, video,
+                                                         save_npy_mode, allow_silent, size,
+                                                         progress=len(items) == 1 and progress)
+            report.warnings.extend(dict.fromkeys(str(w.message) for w in caught
+                                                 if issubclass(w.category, AudioWarning)))
         except GenerateError as e:
             report.failed[path] = str(e)
         except OSError as e:  # read-only/full disk, permissions: this file fails, the rest go on
@@ -298,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     for src, files in report.written.items():
         print(f"{src} -> " + ", ".join(str(f) for f in files.values()))
+    for msg in report.warnings:
+        print(f"generate: warning: {msg}", file=sys.stderr)
     if report.skipped:
         print(f"{len(report.skipped)} input(s) skipped: outputs exist (use --overwrite to redo)")
     for src, msg in report.failed.items():

@@ -93,13 +93,15 @@ from tf_talkface.console import os_error_message, quiet_tensorflow  # noqa: E402
 quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 import argparse
+import itertools
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tf_talkface.audio.io import AudioError
+from tf_talkface.audio.io import AudioError, AudioWarning
 from tf_talkface.audio.level import CausalLevel
 from tf_talkface.card import CARD_FILE, ModelError, resolve_model_dir
 from tf_talkface.export import ExportError, load_trained
@@ -559,6 +561,13 @@ def main(argv: list[str] | None = None) -> int:
            else _chunks_from_wav(args.input, s.sample_rate, args.chunk))
     out = []
     try:
+        with warnings.catch_warnings(record=True) as caught:  # a truncated file: one line
+            warnings.simplefilter("always", AudioWarning)
+            first = next(src, None)  # file input: decodes it (AudioError below)
+        for w in caught:
+            if issubclass(w.category, AudioWarning):
+                print(f"stream: warning: {w.message}", file=sys.stderr)
+        src = itertools.chain([] if first is None else [first], src)
         for i, x in enumerate(src):
             if not np.all(np.isfinite(x)):
                 bad = int(np.count_nonzero(~np.isfinite(x)))

@@ -614,6 +614,10 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     strategy = get_strategy(cfg.strategy)
     manifest = load_manifest(cfg.data)
     check_dataset_for_model(manifest, cfg.model, cfg.data)
+    frames = [c.get("num_frames") for c in manifest.get("clips", []) if c.get("num_frames")]
+    if cfg.delay and frames and cfg.delay >= min(frames):
+        raise TrainError(f"--delay {cfg.delay} frames is not shorter than the shortest clip of "
+                         f"{cfg.data} ({min(frames)} frames): its targets would all be padding")
     out = chief_out(Path(cfg.out), cfg.strategy)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
