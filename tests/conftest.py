@@ -1,4 +1,13 @@
-"""Shared fixtures. Tests needing the real data skip with a reason when it is absent."""
+"""Shared fixtures.
+
+What may skip and what must fail (issue 12 C1):
+
+- the real data (``../shared/data`` or ``$TF_TALKFACE_DATA``): tests needing it skip on a user's
+  machine without it; in CI (``CI`` set, as ``.ci/run`` does) its absence fails them, and a
+  ``$TF_TALKFACE_DATA`` naming a folder that does not exist is an error everywhere;
+- committed artefacts (``saved_models/``: checkpoints, the bundled SavedModels) are part of the
+  checkout: a missing or unloadable one fails, never skips (:func:`committed`).
+"""
 from __future__ import annotations
 
 import os
@@ -20,12 +29,40 @@ def _clean_environment(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
 
 
+def in_ci() -> bool:
+    """``CI`` is set to something true (``.ci/run`` exports ``CI=true``, as CI services do)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def pytest_configure(config):
+    env = os.environ.get(DATA_ENV)
+    if env and not Path(env).expanduser().is_dir():
+        raise pytest.UsageError(f"${DATA_ENV}={env} is not a folder: fix or unset it (the tests "
+                                "would otherwise skip everything that needs real data)")
+
+
+def missing(reason: str) -> None:
+    """A test's prerequisite is absent: skip on a user's machine, fail in CI."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI must run every test: CI is set)", pytrace=False)
+    pytest.skip(reason)
+
+
+def committed(path: Path) -> Path:
+    """A file or folder committed to the repository: fail (never skip) when it is missing."""
+    if not path.exists():
+        pytest.fail(f"{path} is committed to the repository but missing from this checkout",
+                    pytrace=False)
+    return path
+
+
 @pytest.fixture(scope="session")
 def data_dir():
-    """The real-data folder (``../shared/data`` or ``$TF_TALKFACE_DATA``); skips when absent."""
+    """The real-data folder (``../shared/data`` or ``$TF_TALKFACE_DATA``); skips when absent on a
+    user's machine, fails in CI."""
     d = shared_data_dir()
     if d is None:
-        pytest.skip(f"real data not found: set {DATA_ENV} or place it at ../shared/data")
+        missing(f"real data not found: set {DATA_ENV} or place it at ../shared/data")
     return d
 
 
@@ -35,11 +72,10 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "saved_models" / "checkpoint
 @pytest.fixture(scope="session")
 def checkpoint():
     """``checkpoint(name)`` -> ``saved_models/checkpoints/NAME.json`` (a committed trained
-    model); the test skips when the checkout lacks it."""
+    model); the test fails when the checkout lacks it or its weights."""
     def get(name: str) -> Path:
-        f = CHECKPOINTS / f"{name}.json"
-        if not f.is_file():
-            pytest.skip(f"trained checkpoint {f} not in this checkout")
+        f = committed(CHECKPOINTS / f"{name}.json")
+        committed(CHECKPOINTS / f"{name}.weights.h5")
         return f
 
     return get

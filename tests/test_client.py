@@ -19,6 +19,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 import threading
 import urllib.error
@@ -628,8 +629,14 @@ def _stub_path(tmp_path: Path, tools: tuple[str, ...]) -> str:
 
 
 def _serve(args, path: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True,
-                          env={"PATH": path, "HOME": os.environ.get("HOME", "/tmp")}, timeout=60)
+    # TMPDIR: the script's generated config goes beside the stubs (under pytest's tmp_path),
+    # not into /tmp where every run would leave a tf_talkface_serving.* folder behind
+    stubs = Path(path.split(":")[0])
+    env = {"PATH": path, "HOME": os.environ.get("HOME", "/tmp")}
+    if stubs.is_relative_to(tempfile.gettempdir()) and "pytest-" in str(stubs):
+        env["TMPDIR"] = str(stubs.parent)
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, env=env,
+                          timeout=60)
 
 
 def _models(tmp_path: Path) -> tuple[Path, Path]:
@@ -667,6 +674,7 @@ def test_serve_script_binary_and_docker(tmp_path):
                                 "--rest_api_port=9501", lines[0].split()[4], "--enable_batching"]
     cfg = lines[0].split()[4].split("=", 1)[1]
     assert Path(cfg).is_file() and lines[1] == "model_config_list {"
+    assert Path(cfg).is_relative_to(tmp_path)  # nothing left in the system's /tmp
     assert _config_entries(r.stdout) == [
         {"name": "lstm_grid_s1", "base_path": str(a.resolve()), "model_platform": "tensorflow",
          "policy": True},

@@ -101,8 +101,10 @@ def eval_data(small_datasets, landmark_cache, tmp_path_factory):
     prepared with the bundled CNN's basis (so its coordinates are the model's)."""
     from tf_talkface.prepare import prepare
 
-    if not (CNN_BASIS.is_file() and LSTM.is_dir() and TC_CKPT.is_file()):
-        pytest.skip("bundled models not found")
+    from conftest import committed
+
+    for f in (CNN_BASIS, LSTM, TC_CKPT):  # committed: missing fails, never skips
+        committed(f)
     d = tmp_path_factory.mktemp("eval") / "d2020_model_basis"
     prepare([small_datasets["eskimez2020"].parent / "videos"], d, "eskimez2020", workers=2,
             split="0.5,0.25,0.25", seed=0, basis=str(CNN_BASIS), cache_dir=str(landmark_cache),

@@ -214,3 +214,15 @@ def test_load_model_errors(lstm_export, tmp_path):
         load_model(plain)
     # NAME folder -> highest version
     assert resolve_model_dir(out.parent) == out
+
+
+def test_exported_folder_follows_the_umask(cnn_tc_export):
+    """Issue 12 B10: the version folder (from mkdtemp: 0700) and pca_basis.json (from mkstemp:
+    0600) get the umask's modes, so a TF Serving process running as another user reads them."""
+    _, out = cnn_tc_export
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (out / "pca_basis.json").is_file()
+    for p in [out, *out.rglob("*")]:
+        want = (0o777 if p.is_dir() else 0o666) & ~mask
+        assert p.stat().st_mode & 0o777 == want, (p, oct(p.stat().st_mode & 0o777))

@@ -294,7 +294,34 @@ def test_real_damaged_grid_clip_is_refused(data_dir):
     (the original drops it too) with the frame range in the message."""
     path = data_dir / "grid/s1/brwa4p.mp4"
     if not path.is_file():
-        pytest.skip(f"{path} not present")
+        from conftest import missing
+        missing(f"{path} not present")
     assert sum(1 for _ in iter_frames(path)) == 75
     with pytest.raises(FaceError, match=r"brwa4p\.mp4: no face in frames 0-11"):
         extract_landmarks(path, LandmarkConfig(upsample=0, redetect_every=5))
+
+
+def test_two_faces_one_identity_is_tracked(data_dir, tmp_path):
+    """Issue 12 B3: two people side by side; the left face is enlarged in the middle third of
+    the clip, so "the largest face" switches right -> left -> right. The extractor keeps the
+    face it tracks (the right one, largest at the start) in every frame."""
+    import cv2
+    import imageio.v3 as iio
+
+    from tf_talkface.viz.video_io import write_video
+
+    photo = iio.imread(data_dir / "photos" / "two_people.jpg")[..., :3]
+    h, w = photo.shape[:2]
+    half = w // 2
+    big = photo.copy()
+    left = cv2.resize(photo[:, :half], None, fx=1.4, fy=1.4, interpolation=cv2.INTER_LINEAR)
+    y0, x0 = int(137 * 0.4), int(323 * 0.4)  # scaled about the left face's centre (323, 137)
+    big[:, :half] = left[y0:y0 + h, x0:x0 + half]
+    frames = [photo] * 5 + [big] * 5 + [photo] * 5
+    video = write_video(tmp_path / "two.mp4", iter(frames), fps=25)
+    ex = LandmarkExtractor(LandmarkConfig(upsample=0, redetect_every=1))
+    assert [r.left() > half for r in ex.detect(cv2.cvtColor(big, cv2.COLOR_RGB2GRAY))][0] is False
+    v = ex.extract(video)
+    assert len(v.points) == 15 and v.multi_face == list(range(15))
+    nose_x = v.points[:, 30, 0]
+    assert (nose_x > half).all(), nose_x  # never the (larger) left face

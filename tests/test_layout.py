@@ -24,7 +24,7 @@ REPO = PKG_DIR.parent
 PKG = PKG_DIR.name
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("settings", ("config", "resources", "atomic")),
+    ("settings", ("config", "resources", "atomic", "console")),
     ("audio/face", ("audio", "face")),
     ("data", ("data", "prepare", "files")),
     ("models/losses", ("models", "metrics")),
@@ -214,3 +214,4 @@ def test_architecture_doc_serving_arrows_are_the_code():
     actual = {m[len(PKG) + 1:]: {t[len(PKG) + 1:] for t in ts if t[len(PKG) + 1:] in serving}
               for m, ts in _edges().items() if m[len(PKG) + 1:] in serving}
     assert drawn == actual
+

@@ -48,7 +48,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++ start-up chatter out
+from tf_talkface.console import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 import argparse
 import json
@@ -199,7 +201,12 @@ def parse_rest_response(body: dict, n: int) -> list[np.ndarray]:
                            f"{lm.shape} and {frames.shape}")
     if np.any(frames < 0) or np.any(frames > lm.shape[1]):
         raise ServingError(f"'frames' {frames.tolist()} out of range for {lm.shape[1]} frames")
-    return [lm[i, :int(frames[i])] for i in range(n)]
+    rows = [lm[i, :int(frames[i])] for i in range(n)]
+    bad = [i for i, r in enumerate(rows) if not np.all(np.isfinite(r))]
+    if bad:
+        raise ServingError(f"the server returned non-finite landmarks (NaN/Inf) for row(s) {bad}: "
+                           "the served model is broken")
+    return rows
 
 
 # ----------------------------------------------------------------------------- REST transport
@@ -475,6 +482,7 @@ def run_client(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, mode
             without ``waveform``), found by the metadata check before any file is sent.
     """
     from tf_talkface.audio.io import AudioError, load_audio
+    from tf_talkface.files import output_path
     from tf_talkface.generate import (VIDEO_AUDIO_RATE, GenerateError, Report, find_inputs,
                                       write_outputs)
 
@@ -505,7 +513,7 @@ def run_client(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, mode
 
     def done(stem: Path) -> bool:
         want = [".npy"] + ([".mp4"] if video != "none" else [])
-        return all((out / stem).with_suffix(s).is_file() for s in want)
+        return all(output_path(out / stem, s).is_file() for s in want)
 
     todo = []
     for path, stem in items:
@@ -520,6 +528,9 @@ def run_client(inputs: list[str | os.PathLike], out_dir: str | os.PathLike, mode
         return rest_predict(url, model, ws, version, signature, timeout, with_lengths)
 
     def finish(path: Path, stem: Path, y: np.ndarray, lm: np.ndarray) -> None:
+        if not np.all(np.isfinite(lm)):  # gRPC answers too: never write a NaN face
+            raise GenerateError(f"{path}: the server returned non-finite landmarks (NaN/Inf); "
+                                "nothing written")
         if not _frames_plausible(len(lm), len(y), sample_rate):
             raise GenerateError(
                 f"{path}: the server returned {len(lm)} frames for {len(y) / sample_rate:.2f} s of "

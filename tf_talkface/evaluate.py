@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's start-up chatter out
+from tf_talkface.console import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 import argparse
 import csv

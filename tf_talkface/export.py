@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++ start-up chatter out
+from tf_talkface.console import os_error_message, quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 import argparse
 import hashlib
@@ -168,6 +170,18 @@ def _build_net(kind: str, model_config: dict):
     return SpeechToLandmarkCNN.from_config(model_config)
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else ""
+
+
+def _read_json(path: Path, what: str):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ExportError(f"{path}: unreadable {what} ({type(e).__name__}: {_first_line(e)})") from None
+
+
 def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = None) -> TrainedModel:
     """Load a trained model from a run folder or a committed checkpoint.
 
@@ -189,20 +203,28 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
         cfg_file = src / "config.json"
         if not cfg_file.is_file():
             raise ExportError(f"{src}: not a training run (no config.json)")
-        cfg = json.loads(cfg_file.read_text())
-        train = cfg["train"]
+        cfg = _read_json(cfg_file, "the run's config")
+        train = cfg.get("train") if isinstance(cfg, dict) else None
+        if not isinstance(train, dict):
+            raise ExportError(f"{cfg_file}: not a tf_talkface run config (no 'train' settings)")
         ckpt = next((src / n for n in ("best.keras", "final.keras") if (src / n).is_file()), None)
         if ckpt is None:
-            raise ExportError(f"{src}: the run has no best.keras or final.keras (not trained yet?)")
+            raise ExportError(f"{src}: the run has no best.keras or final.keras (not trained yet, "
+                              "or the training diverged and kept no weights)")
         import keras
 
         from tf_talkface.models.registry import custom_objects
 
-        net = _unwrap(keras.saving.load_model(ckpt, custom_objects=custom_objects(), compile=False))
+        try:
+            net = _unwrap(keras.saving.load_model(ckpt, custom_objects=custom_objects(),
+                                                  compile=False))
+        except Exception as e:  # noqa: BLE001 - truncated zip, bad h5, unknown layer...
+            raise ExportError(f"{ckpt}: cannot load the trained model ({type(e).__name__}: "
+                              f"{_first_line(e)})") from None
         man_file = src / "manifest.json"
         if not man_file.is_file():
             raise ExportError(f"{src}: manifest.json (the dataset's, copied at training) is missing")
-        manifest = json.loads(man_file.read_text())
+        manifest = _read_json(man_file, "the dataset manifest")
         dataset = dataset_summary(manifest, cfg.get("manifest_sha1") or _sha1(man_file),
                                   Path(train["data"]).name)
         neutral = neutral_face_of(manifest)
@@ -211,15 +233,24 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
         budget = {}
         default_basis = Path(train["data"]) / "basis.json"
     elif src.is_file() and src.suffix == ".json":
-        ck = json.loads(src.read_text())
-        if "train" not in ck or "model_config" not in ck:
+        ck = _read_json(src, "checkpoint")
+        if not isinstance(ck, dict) or "train" not in ck or "model_config" not in ck:
             raise ExportError(f"{src}: not a tf_talkface checkpoint (needs 'train' and 'model_config')")
         train = ck["train"]
         weights = src.with_name(src.stem + ".weights.h5")
         if not weights.is_file():
             raise ExportError(f"{src}: weights file {weights.name} not found beside it")
-        net = _build_net(train["model"], ck["model_config"])
-        net.load_weights(weights)
+        try:
+            net = _build_net(train["model"], ck["model_config"])
+        except Exception as e:  # noqa: BLE001 - a hand-edited config: many error types
+            raise ExportError(f"{src}: cannot build the model from its 'model_config' "
+                              f"({type(e).__name__}: {_first_line(e)})") from None
+        try:
+            net.load_weights(weights)
+        except Exception as e:  # noqa: BLE001 - truncated/corrupt HDF5, other architecture
+            raise ExportError(f"{weights}: cannot load the weights ({type(e).__name__}: "
+                              f"{_first_line(e)}); the file may be truncated or belong to "
+                              "another model") from None
         if "dataset" not in ck or "neutral_face" not in ck:
             raise ExportError(f"{src}: the checkpoint has no dataset provenance / neutral face; "
                               "re-create it with scripts/collect_results.py --weights")
@@ -232,6 +263,11 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
     kind = train.get("model")
     if kind not in ("lstm", "cnn", "cnn_tc"):
         raise ExportError(f"{src}: unknown model {kind!r}")
+    for v in net.weights:
+        if not np.all(np.isfinite(np.asarray(v.numpy()))):
+            raise ExportError(f"{src}: non-finite weights (NaN/Inf) in {getattr(v, 'path', v.name)}:"
+                              " the training diverged; retrain (with a lower --lr, or check the "
+                              "data for NaN) instead of exporting this model")
     pca = None
     if kind != "lstm":
         b = Path(basis) if basis else default_basis
@@ -513,6 +549,7 @@ def export_model(model: TrainedModel, out: str | os.PathLike, name: str | None =
         if model.basis is not None:
             model.basis.save(tmp / BASIS_FILE)
         write_json_atomic(tmp / CARD_FILE, model_card(model, name or out.parent.name, int(out.name)))
+        _umask_permissions(tmp)  # mkdtemp made it 0700: a server running as another user reads it
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -520,6 +557,18 @@ def export_model(model: TrainedModel, out: str | os.PathLike, name: str | None =
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _umask_permissions(root: Path) -> None:
+    """Folders ``0777 & ~umask``, files ``0666 & ~umask`` below ``root`` (and ``root``)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(root, 0o777 & ~mask)
+    for d, dirs, files in os.walk(root):
+        for n in dirs:
+            os.chmod(os.path.join(d, n), 0o777 & ~mask)
+        for n in files:
+            os.chmod(os.path.join(d, n), 0o666 & ~mask)
 
 
 def export(source: str | os.PathLike, out: str | os.PathLike, basis: str | None = None,
@@ -549,6 +598,9 @@ def main(argv: list[str] | None = None) -> int:
         out = export(args.run or args.checkpoint, args.out, args.basis, args.name, args.overwrite)
     except (ExportError, ModelError) as e:
         print(f"export: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # read-only or full disk, permissions, --out an existing file
+        print(f"export: error: {os_error_message(e)}", file=sys.stderr)
         return 1
     card = json.loads((out / CARD_FILE).read_text())
     print(f"exported {card['model']} ({card['sample_rate']} Hz in, {card['fps']} fps out) to {out}")

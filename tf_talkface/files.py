@@ -13,7 +13,7 @@ import numpy as np
 
 from tf_talkface.atomic import atomic_output
 
-__all__ = ["AUDIO_EXTENSIONS", "InputError", "find_inputs", "save_npy", "load_npy"]
+__all__ = ["AUDIO_EXTENSIONS", "InputError", "find_inputs", "output_path", "save_npy", "load_npy"]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff",
                     ".aif", ".mp4", ".mpg", ".mpeg", ".mov", ".mkv", ".avi", ".webm")
@@ -31,20 +31,41 @@ def find_inputs(path: str | os.PathLike, extensions: tuple[str, ...] = AUDIO_EXT
     """Input files and their output stems relative to the output folder.
 
     A file gives ``[(file, Path(stem))]``; a folder gives every file below it (recursively,
-    sorted) with one of ``extensions`` (case-insensitive), stems keeping the sub-folders.
+    sorted) with one of ``extensions`` (case-insensitive), stems keeping the sub-folders and every
+    dot of the name (``take.1.wav`` -> ``take.1``).
 
     Raises:
-        InputError: the path does not exist, or a folder holds no matching file.
+        InputError: the path does not exist, a folder holds no matching file, or two files would
+            write the same outputs (``a.wav`` and ``a.flac``; the message names both).
     """
     p = Path(path)
     if p.is_file():
         return [(p, Path(p.stem))]
-    if not p.is_dir():
+    if not p.exists():
         raise InputError(f"{p}: no such file or folder")
-    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
+    if not p.is_dir():
+        raise InputError(f"{p}: not a regular file or a folder")
+    try:
+        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in extensions)
+    except OSError as e:
+        raise InputError(f"{e.filename or p}: cannot list the folder ({e.strerror or e})") from None
     if not files:
         raise InputError(f"{p}: no input files ({', '.join(extensions)}) in this folder")
-    return [(f, f.relative_to(p).with_suffix("")) for f in files]
+    items = [(f, f.parent.relative_to(p) / f.stem) for f in files]  # the whole stem: take.1.wav -> take.1
+    seen: dict[Path, Path] = {}
+    for f, stem in items:
+        if stem in seen:
+            raise InputError(f"{seen[stem]} and {f} would write the same outputs {stem}.*; rename "
+                             "one of them or animate them into different folders")
+        seen[stem] = f
+    return items
+
+
+def output_path(base: str | os.PathLike, suffix: str) -> Path:
+    """``base`` + ``suffix``, keeping every dot of the name (``take.1`` -> ``take.1.npy``;
+    ``Path.with_suffix`` would give ``take.npy`` and two inputs would share their outputs)."""
+    base = Path(base)
+    return base.parent / (base.name + suffix)
 
 
 def save_npy(path: str | os.PathLike, landmarks: np.ndarray) -> Path:

@@ -22,17 +22,23 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++ start-up chatter out
+from tf_talkface.console import os_error_message, quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 import argparse
+import shutil
 import sys
+import tempfile
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from tf_talkface.audio.io import AudioError, is_silent, load_audio, rms_dbfs, write_wav
-from tf_talkface.files import AUDIO_EXTENSIONS, InputError, find_inputs, load_npy, save_npy
+from tf_talkface.audio.io import AudioError, AudioWarning, is_silent, load_audio, rms_dbfs, write_wav
+from tf_talkface.files import (AUDIO_EXTENSIONS, InputError, find_inputs, load_npy, output_path,
+                               save_npy)
 from tf_talkface.saved_model import LoadedModel, ModelError, load_model
 from tf_talkface.viz.render import render_video
 
@@ -57,6 +63,8 @@ class Report:
     written: dict[Path, dict[str, Path]] = field(default_factory=dict)
     skipped: list[Path] = field(default_factory=list)
     failed: dict[Path, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    """One line each: partial input (a truncated file), lengths that disagree."""
 
 
 def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str | os.PathLike,
@@ -74,11 +82,16 @@ def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str |
         npy, wav: write ``name.npy`` / ``name.wav``.
         size: video width = height in pixels.
 
+    All outputs are first written into a hidden staging folder beside them and moved into place
+    together at the end, so a failure (a full disk while encoding the video) leaves the previous
+    outputs of ``name`` as they were, never a new ``.npy`` beside an old ``.mp4``.
+
     Returns:
         ``{"npy": ..., "wav": ..., "mp4": ...}`` for the files written.
 
     Raises:
-        GenerateError: unknown video style, or 3d for 2D landmarks.
+        GenerateError: unknown video style, 3d for 2D landmarks, or non-finite landmarks.
+        OSError: the outputs cannot be written (read-only or full disk, permissions).
     """
     if video not in VIDEO_STYLES:
         raise GenerateError(f"unknown video style {video!r}; choose one of {', '.join(VIDEO_STYLES)}")
@@ -86,17 +99,29 @@ def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str |
     if video == "3d" and lm.shape[-1] != 3:
         raise GenerateError(f"{name}: --video 3d needs 3D landmarks (frames, 68, 3); these are "
                             f"{lm.shape[-1]}D — use painted or lines")
+    if lm.size and not np.all(np.isfinite(lm)):
+        raise GenerateError(f"{name}: the landmarks hold NaN/Inf values; nothing written (a broken "
+                            "model, or non-finite input)")
     base = Path(out_dir) / name
     base.parent.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    if npy:
-        written["npy"] = save_npy(base.with_suffix(".npy"), lm)
-    if wav and audio is not None:
-        written["wav"] = write_wav(base.with_suffix(".wav"), audio, int(sample_rate))
-    if video != "none":
-        written["mp4"] = render_video(lm, base.with_suffix(".mp4"), audio=audio,
-                                      sample_rate=sample_rate, style=video, size=(size, size),
-                                      progress=progress)
+    stage = Path(tempfile.mkdtemp(prefix=f".{base.name}.", suffix=".partial", dir=base.parent))
+    try:
+        staged: dict[str, Path] = {}
+        inner = stage / base.name
+        if npy:
+            staged["npy"] = save_npy(output_path(inner, ".npy"), lm)
+        if wav and audio is not None:
+            staged["wav"] = write_wav(output_path(inner, ".wav"), audio, int(sample_rate))
+        if video != "none":
+            staged["mp4"] = render_video(lm, output_path(inner, ".mp4"), audio=audio,
+                                         sample_rate=sample_rate, style=video, size=(size, size),
+                                         progress=progress)
+        written: dict[str, Path] = {}
+        for kind, f in staged.items():  # all complete: swap them in together
+            written[kind] = output_path(base, f".{kind}")
+            os.replace(f, written[kind])
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return written
 
 
@@ -115,12 +140,15 @@ def _predict(model: LoadedModel, path: Path, allow_silent: bool) -> tuple[np.nda
             raise GenerateError(f"{path}: the audio is silent ({rms_dbfs(y):.0f} dBFS); nothing to "
                                 "animate (pass --allow-silent to render a neutral face)")
         return model.neutral_face(model.frames_for_samples(len(y))), "neutral face (silent input)"
-    return model.predict(y), ""
+    try:
+        return model.predict(y), ""
+    except ModelError as e:
+        raise GenerateError(f"{path}: {e}") from None
 
 
 def _outputs_exist(out_dir: Path, stem: Path, npy: bool, wav: bool, video: str) -> bool:
     want = ([".npy"] if npy else []) + ([".wav"] if wav else []) + ([".mp4"] if video != "none" else [])
-    return bool(want) and all((out_dir / stem).with_suffix(s).is_file() for s in want)
+    return bool(want) and all(output_path(out_dir / stem, s).is_file() for s in want)
 
 
 def generate_file(path: str | os.PathLike, model: LoadedModel, out_dir: str | os.PathLike,
@@ -151,21 +179,29 @@ def animate_file(npy_path: str | os.PathLike, out_dir: str | os.PathLike,
     """``--load-npy``: animate external landmarks ``NAME.npy`` with the sound of ``NAME.wav``
     beside it (the replication toolkit's ``--load_prediction``).
 
+    The landmarks and the sound must last as long (25 fps; within 2 frames or 5%): 20 frames
+    beside 6 s of audio is an error, not a 0.8-s video.
+
     Raises:
-        GenerateError: bad ``.npy`` (see :func:`load_npy`), missing or unreadable ``.wav``, or
-            ``video == "none"``.
+        GenerateError: bad ``.npy`` (see :func:`load_npy`), missing or unreadable ``.wav``,
+            lengths that disagree, or ``video == "none"``.
     """
     npy_path = Path(npy_path)
     if video == "none":
         raise GenerateError("--load-npy with --video none has nothing to write")
     lm = load_npy(npy_path)
-    wav = npy_path.with_suffix(".wav")
+    wav = output_path(npy_path.parent / npy_path.stem, ".wav")
     if not wav.is_file():
         raise GenerateError(f"{npy_path}: no {wav.name} beside it (--load-npy needs NAME.npy + NAME.wav)")
     try:
         audio = load_audio(wav, VIDEO_AUDIO_RATE)
     except AudioError as e:
         raise GenerateError(str(e)) from None
+    seconds, lm_seconds = len(audio) / VIDEO_AUDIO_RATE, len(lm) / 25.0
+    if abs(seconds - lm_seconds) > max(2 / 25.0, 0.05 * seconds):
+        raise GenerateError(f"{npy_path}: {len(lm)} frames ({lm_seconds:.2f} s at 25 fps) but "
+                            f"{wav.name} lasts {seconds:.2f} s; the landmarks do not belong to "
+                            "this sound (or are not at 25 fps)")
     return write_outputs(lm, out_dir, name or npy_path.stem, audio, VIDEO_AUDIO_RATE, video=video,
                          npy=False, size=size, progress=progress)
 
@@ -198,6 +234,9 @@ def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
     if load_npy_mode and save_npy_mode:
         raise GenerateError("--load-npy and --save-npy exclude each other")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GenerateError(f"{out}: -o must be a folder (outputs are NAME.npy/NAME.mp4 in it); "
+                            "this is an existing file")
     items = find_inputs(inputs, (".npy",) if load_npy_mode else AUDIO_EXTENSIONS)
     if load_npy_mode and any(f.suffix.lower() != ".npy" for f, _ in items):
         raise GenerateError(f"{inputs}: --load-npy expects a .npy file or a folder of them")
@@ -214,13 +253,22 @@ def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
             report.skipped.append(path)
             continue
         try:
-            if load_npy_mode:
-                report.written[path] = animate_file(path, out, stem, video, size)
-            else:
-                report.written[path] = generate_file(path, model, out, stem, video, save_npy_mode,
-                                                     allow_silent, size, progress=len(items) == 1 and progress)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", AudioWarning)
+                if load_npy_mode:
+                    report.written[path] = animate_file(path, out, stem, video, size)
+                else:
+                    report.written[path] = generate_file(path, model, out, stem, video,
+                                                         save_npy_mode, allow_silent, size,
+                                                         progress=len(items) == 1 and progress)
+            report.warnings.extend(dict.fromkeys(str(w.message) for w in caught
+                                                 if issubclass(w.category, AudioWarning)))
         except GenerateError as e:
             report.failed[path] = str(e)
+        except OSError as e:  # read-only/full disk, permissions: this file fails, the rest go on
+            report.failed[path] = f"{path}: cannot write its outputs: {os_error_message(e)}"
+        except RuntimeError as e:  # ffmpeg could not encode (render_video)
+            report.failed[path] = f"{path}: {e}"
     return report
 
 
@@ -261,8 +309,13 @@ def main(argv: list[str] | None = None) -> int:
     except (GenerateError, ModelError) as e:
         print(f"generate: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # e.g. the output folder cannot be created
+        print(f"generate: error: {os_error_message(e)}", file=sys.stderr)
+        return 1
     for src, files in report.written.items():
         print(f"{src} -> " + ", ".join(str(f) for f in files.values()))
+    for msg in report.warnings:
+        print(f"generate: warning: {msg}", file=sys.stderr)
     if report.skipped:
         print(f"{len(report.skipped)} input(s) skipped: outputs exist (use --overwrite to redo)")
     for src, msg in report.failed.items():

@@ -27,12 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++ start-up chatter out
+from tf_talkface.console import os_error_message, quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 from tf_talkface import __version__
 from tf_talkface.config import FPS, RECIPES, RecipeConfig, recipe as make_recipe
-from tf_talkface.data.build import (PrepareError, assign_splits, feature_stats, parse_split,
-                                    write_dataset)
+from tf_talkface.data.build import (PrepareError, assign_splits, begin_dataset, feature_stats,
+                                    finish_dataset, parse_split, write_dataset)
 from tf_talkface.data.hdf5 import import_hdf5
 from tf_talkface.data.manifest import FORMAT_VERSION, MANIFEST, SPLITS, write_json_atomic
 
@@ -369,7 +371,7 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
             workers: int | None = None, split: str = "0.8,0.1,0.1", seed: int = 0,
             split_by: str = "clip", cache_dir: str | None = None, basis: str | None = None,
             mean_shape: str | None = None, max_clips: int | None = None,
-            keep_work: bool = False, progress: bool = True) -> dict:
+            keep_work: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
     """Build a TFRecord dataset from talking-face videos. Library entry point of the CLI.
 
     Args:
@@ -381,10 +383,14 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
         basis: 2020 recipe: reuse a PCA basis + template (dataset folder or basis.json).
         mean_shape: 2018 recipe: a (68, 2) ``.npy`` mean shape (default: the original's).
         max_clips: only the first N videos (sorted), for quick trials.
+        overwrite: replace a dataset already at ``out`` (built beside it and swapped in at the
+            end: :func:`~tf_talkface.data.build.begin_dataset`); without it such an ``out`` is
+            refused.
     Returns:
         The manifest dict (also written to ``out/manifest.json``).
     Raises:
-        PrepareError: bad arguments, or no usable clip at all.
+        PrepareError: bad arguments, an existing dataset without ``overwrite``, or no usable
+            clip at all.
     """
     t0 = time.time()
     if recipe not in RECIPES:
@@ -394,14 +400,16 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
     fractions = parse_split(split)
     rcfg = make_recipe(recipe)
     jobs = find_videos(videos)
+    if max_clips is not None and max_clips < 1:
+        raise PrepareError(f"--max-clips {max_clips}: give a number of videos >= 1")
     if max_clips:
         jobs = jobs[:max_clips]
     if not jobs:
         raise PrepareError(f"no video files ({', '.join(VIDEO_EXTS)}) under {', '.join(map(str, videos))}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    build = begin_dataset(out, overwrite)  # out itself, or .NAME.new beside an existing dataset
     settings_key = hashlib.sha1(json.dumps(rcfg.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
-    work_dir = out / f"{WORK_DIR}-{settings_key}"  # a resume never mixes recipes or settings
+    work_dir = build / f"{WORK_DIR}-{settings_key}"  # a resume never mixes recipes or settings
     work_dir.mkdir(exist_ok=True)
     cache = None if cache_dir == "none" else Path(cache_dir) if cache_dir else default_cache_dir()
     workers = workers or os.cpu_count() or 1
@@ -440,9 +448,9 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
         "split": {"fractions": list(fractions), "seed": seed, "by": split_by},
         "landmark_cache": str(cache) if cache else None,
     }
-    # From here on the dataset folder changes: drop the old manifest first, so no reader pairs
-    # it with a new basis.json or new shards.
-    (out / MANIFEST).unlink(missing_ok=True)
+    # From here on the build folder changes: drop an unfinished manifest first, so no reader pairs
+    # it with a new basis.json or new shards (an existing dataset is never the build folder).
+    (build / MANIFEST).unlink(missing_ok=True)
     pca = refs = None
     if recipe == "eskimez2018":
         norm, section = normalise_2018(raws, train_ids, mean_shape)
@@ -452,7 +460,7 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
                   "audio_sample_rate": rcfg.logmel.sample_rate, "hop": rcfg.logmel.hop_length}
     else:
         norm, pca, refs, basis_obj = normalise_2020(raws, train_ids, rcfg, basis, out)
-        basis_obj.save(out / "basis.json")
+        basis_obj.save(build / "basis.json")
         manifest["normalisation"] = {
             "method": "Procrustes to template + identity removal (closed-mouth frame) + PCA",
             "basis_file": "basis.json", "basis_source": basis_obj.source,
@@ -507,9 +515,10 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
                 [load(r)["features"] for r in usable]
         manifest["feature_stats"]["features"] = feature_stats(feats)
     manifest["seconds"] = round(time.time() - t0, 1)
-    manifest = write_dataset(out, manifest, records())
+    manifest = write_dataset(build, manifest, records())
     if not keep_work:
         shutil.rmtree(work_dir, ignore_errors=True)
+    finish_dataset(build, out)  # an old dataset is replaced only now, by the complete new one
     return manifest
 
 
@@ -545,6 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="landmark cache folder ('none' to disable)")
     p.add_argument("--max-clips", type=int, help="only the first N videos (quick trials)")
     p.add_argument("--keep-work", action="store_true", help="keep per-clip work files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing dataset at --out (built beside it, swapped in when "
+                        "complete; without this flag an existing dataset is refused)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -560,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.layout:
                 raise PrepareError("--from-hdf5 needs --layout eskimez2018|eskimez2020")
             manifest = import_hdf5(args.from_hdf5, args.out, layout=args.layout, split=args.split,
-                                   seed=args.seed, basis=args.basis)
+                                   seed=args.seed, basis=args.basis, overwrite=args.overwrite)
         else:
             if not args.videos:
                 raise PrepareError("give --videos DIR (or --from-hdf5 FILE --layout ...)")
@@ -568,10 +580,14 @@ def main(argv: list[str] | None = None) -> int:
                                split=args.split, seed=args.seed, split_by=args.split_by,
                                cache_dir=args.cache_dir, basis=args.basis,
                                mean_shape=args.mean_shape, max_clips=args.max_clips,
-                               keep_work=args.keep_work, progress=not args.quiet)
+                               keep_work=args.keep_work, progress=not args.quiet,
+                               overwrite=args.overwrite)
     except PrepareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1 if str(e).startswith("no usable clip") else 2
+    except OSError as e:  # read-only/full disk, permissions: one line naming the path
+        print(f"prepare: error: {os_error_message(e)}", file=sys.stderr)
+        return 1
     print(summarize(manifest))
     return 0
 

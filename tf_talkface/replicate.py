@@ -45,7 +45,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tf_talkface.console import quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 import argparse
 import json
@@ -893,7 +895,9 @@ def _run(args) -> None:
                                           not args.no_identity_removal)
             res["true"] = str(args.true)
         res["pred"] = str(args.pred)
-        text = json.dumps(res, indent=2, allow_nan=True)
+        from tf_talkface.data.manifest import json_safe
+
+        text = json.dumps(json_safe(res), indent=2, allow_nan=False)  # NaN -> null (valid JSON)
         print(text)
         if args.json:
             path = Path(args.json)

@@ -88,9 +88,13 @@ class LoadedModel:
             float32 (frames, 68, 2) at 25 fps in the model's normalised coordinates.
 
         Raises:
-            ModelError: not 1-D, or shorter than the model's minimum.
+            ModelError: not 1-D, NaN/Inf samples, shorter than the model's minimum, or the model
+                produced non-finite landmarks.
         """
         w = np.asarray(waveform)
+        if not np.all(np.isfinite(w)):
+            raise ModelError(f"the waveform holds {int(np.count_nonzero(~np.isfinite(w)))} "
+                             "NaN/Inf sample(s); refusing non-finite audio")
         if (w.ndim == 1 and len(w) > chunk_seconds * self.sample_rate
                 and "stream_step" in self.module.signatures):
             w = w.astype(np.float32, copy=False)
@@ -109,6 +113,9 @@ class LoadedModel:
         for w in ws:
             if w.ndim != 1:
                 raise ModelError(f"expected mono waveforms (samples,), got shape {w.shape}")
+            if not np.all(np.isfinite(w)):
+                raise ModelError(f"the waveform holds {int(np.count_nonzero(~np.isfinite(w)))} "
+                                 "NaN/Inf sample(s); refusing non-finite audio")
             if len(w) < int(self.card.get("min_samples", 1)):
                 raise ModelError(f"waveform of {len(w)} samples is shorter than the model's "
                                  f"minimum ({self.card['min_samples']} samples at "
@@ -147,14 +154,19 @@ def load_model(path: str | os.PathLike | None = None) -> LoadedModel:
         ModelError: not a tf_talkface SavedModel folder, or TensorFlow cannot load it.
     """
     d = default_model_dir() if path is None else resolve_model_dir(path)
-    card = read_card(d)
-    import tensorflow as tf
-
     try:
-        module = tf.saved_model.load(str(d))
-    except Exception as e:  # noqa: BLE001 - TF raises many types for a broken folder
-        raise ModelError(f"{d}: TensorFlow cannot load the SavedModel ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
-    if "serving_default" not in module.signatures:
-        raise ModelError(f"{d}: the SavedModel has no serving_default signature")
+        card = read_card(d)
+        import tensorflow as tf
+
+        try:
+            module = tf.saved_model.load(str(d))
+        except Exception as e:  # noqa: BLE001 - TF raises many types for a broken folder
+            raise ModelError(f"{d}: TensorFlow cannot load the SavedModel ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        if "serving_default" not in module.signatures:
+            raise ModelError(f"{d}: the SavedModel has no serving_default signature")
+    except ModelError as e:
+        if path is None and os.environ.get(MODEL_ENV):
+            raise ModelError(f"{e} (this model came from ${MODEL_ENV})") from None
+        raise
     return LoadedModel(path=d, card=card, module=module)

@@ -88,15 +88,20 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from tf_talkface.console import os_error_message, quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 import argparse
+import itertools
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tf_talkface.audio.io import AudioError, AudioWarning
 from tf_talkface.audio.level import CausalLevel
 from tf_talkface.card import CARD_FILE, ModelError, resolve_model_dir
 from tf_talkface.export import ExportError, load_trained
@@ -490,7 +495,7 @@ def open_streamer(source: str | os.PathLike | None = None, peak: float = 1.0) ->
 def _chunks_from_wav(path: str, sample_rate: int, chunk: int):
     from tf_talkface.audio.io import load_audio
 
-    y = load_audio(path, sample_rate)
+    y = load_audio(path, sample_rate)  # AudioError: missing/empty/not audio/no track/NaN
     for i in range(0, len(y), chunk):
         yield y[i:i + chunk]
 
@@ -534,29 +539,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """CLI: exit 0 on success, 1 when the model, the input or the output fails (one line on
+    stderr naming it; no output file is written), 2 for bad arguments."""
     args = build_parser().parse_args(argv)
     if args.chunk < 1:
         print("stream: error: --chunk must be >= 1", file=sys.stderr)
+        return 2
+    if not np.isfinite(args.peak) or args.peak <= 0:
+        print("stream: error: --peak must be a finite number > 0", file=sys.stderr)
         return 2
     try:
         s = open_streamer(args.model, peak=args.peak)
     except (ExportError, ModelError, ValueError) as e:
         print(f"stream: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:
+        print(f"stream: error: {os_error_message(e)}", file=sys.stderr)
+        return 1
+    where = "stdin" if args.input == "-" else args.input
     src = (_chunks_from_stdin(args.format, args.chunk) if args.input == "-"
            else _chunks_from_wav(args.input, s.sample_rate, args.chunk))
     out = []
-    for i, x in enumerate(src):
-        f = s.push(x)
-        out.append(f)
-        if args.verbose:
-            print(f"chunk {i}: {len(x)} samples -> {len(f)} frames", file=sys.stderr)
-    f = s.flush()
+    try:
+        with warnings.catch_warnings(record=True) as caught:  # a truncated file: one line
+            warnings.simplefilter("always", AudioWarning)
+            first = next(src, None)  # file input: decodes it (AudioError below)
+        for w in caught:
+            if issubclass(w.category, AudioWarning):
+                print(f"stream: warning: {w.message}", file=sys.stderr)
+        src = itertools.chain([] if first is None else [first], src)
+        for i, x in enumerate(src):
+            if not np.all(np.isfinite(x)):
+                bad = int(np.count_nonzero(~np.isfinite(x)))
+                raise AudioError(f"{where}: chunk {i} holds {bad} NaN/Inf sample(s); refusing "
+                                 "non-finite audio (no output written)")
+            f = s.push(x)
+            out.append(f)
+            if args.verbose:
+                print(f"chunk {i}: {len(x)} samples -> {len(f)} frames", file=sys.stderr)
+        if s.n_samples == 0:
+            raise AudioError(f"{where}: no audio (0 samples{' before end of input' if args.input == '-' else ''});"
+                             " nothing to animate")
+        f = s.flush()
+    except AudioError as e:  # missing/empty/not audio/no audio track/NaN: one line
+        print(f"stream: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # stdin read error
+        print(f"stream: error: {os_error_message(e, where)}", file=sys.stderr)
+        return 1
     out.append(f)
     if args.verbose:
         print(f"flush -> {len(f)} frames", file=sys.stderr)
     lm = np.concatenate(out).astype(np.float32)
-    save_npy(args.output, lm)  # atomic
+    if not np.all(np.isfinite(lm)):
+        print(f"stream: error: the model produced non-finite landmarks for {where}; nothing "
+              f"written (is the model broken?)", file=sys.stderr)
+        return 1
+    try:
+        save_npy(args.output, lm)  # atomic
+    except OSError as e:  # read-only/full disk, -o a folder, permission denied
+        print(f"stream: error: cannot write {args.output}: {os_error_message(e, args.output)}",
+              file=sys.stderr)
+        return 1
     print(f"{lm.shape[0]} frames ({s.n_samples} samples, {s.sample_rate} Hz; algorithmic latency "
           f"{s.latency_ms:.3f} ms) -> {args.output}")
     return 0

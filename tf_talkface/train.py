@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # CLI: keep TensorFlow's C++ start-up chatter out
+from tf_talkface.console import os_error_message, quiet_tensorflow  # noqa: E402
+
+quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 log = logging.getLogger("tf_talkface.train")
 
@@ -60,6 +62,30 @@ MOUTH_POINTS = range(48, 68)
 
 class TrainError(ValueError):
     """Incompatible flags or unusable data (the message says which and why)."""
+
+
+class TrainDiverged(TrainError):
+    """The loss or the weights became NaN/Inf: the run is a failure and leaves no weights
+    (``best.keras``/``final.keras`` removed) that ``export`` could pick up."""
+
+
+def _nonfinite_history(history: dict) -> str | None:
+    """``"loss"`` (the first non-finite loss entry of the Keras history, with its epoch) or None."""
+    for key, values in history.items():
+        if "loss" not in key:
+            continue
+        for epoch, v in enumerate(values):
+            if not np.isfinite(float(v)):
+                return f"{key} = {float(v)} at epoch {epoch + 1}"
+    return None
+
+
+def _nonfinite_weights(model) -> str | None:
+    for v in model.weights:
+        a = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            return v.path if hasattr(v, "path") else str(v.name)
+    return None
 
 
 @dataclass
@@ -588,6 +614,10 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     strategy = get_strategy(cfg.strategy)
     manifest = load_manifest(cfg.data)
     check_dataset_for_model(manifest, cfg.model, cfg.data)
+    frames = [c.get("num_frames") for c in manifest.get("clips", []) if c.get("num_frames")]
+    if cfg.delay and frames and cfg.delay >= min(frames):
+        raise TrainError(f"--delay {cfg.delay} frames is not shorter than the shortest clip of "
+                         f"{cfg.data} ({min(frames)} frames): its targets would all be padding")
     out = chief_out(Path(cfg.out), cfg.strategy)
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
@@ -612,7 +642,10 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
     noise_bank = noise_val = None
     if cfg.noise:
         from tf_talkface.audio.noise import NoiseBank
-        noise_bank = NoiseBank.from_dir(cfg.noise, manifest["schema"]["audio_sample_rate"])
+        try:
+            noise_bank = NoiseBank.from_dir(cfg.noise, manifest["schema"]["audio_sample_rate"])
+        except (OSError, ValueError) as e:  # missing/empty folder, undecodable file (AudioError)
+            raise TrainError(f"--noise {cfg.noise}: {e}") from None
         noise_val = noise_bank
     # Several replicas: only whole global batches (tf.distribute would hand a replica an empty,
     # zero-length padded batch otherwise); the validation batch shrinks to fit a small split.
@@ -671,8 +704,18 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
         raise DatasetError(f"{cfg.data}: corrupt TFRecord shard(s): {', '.join(bad) or '(not found on re-read)'}"
                            f" — rebuild the dataset with python -m tf_talkface.prepare") from e
     seconds = time.time() - t0
-    fit_model.save(out / "final.keras")
     best_path = out / "best.keras"
+    bad = _nonfinite_history(hist.history)
+    bad_weight = None if bad else _nonfinite_weights(fit_model)
+    if bad or bad_weight:
+        # NaN/Inf anywhere: no weights an export could take for a trained model
+        for f in (best_path, out / "final.keras"):
+            f.unlink(missing_ok=True)
+        shutil.rmtree(out / "backup", ignore_errors=True)
+        what = bad or f"non-finite weights in {bad_weight}"
+        raise TrainDiverged(f"{out}: training diverged ({what}); no weights were kept. Check the "
+                            f"dataset {cfg.data} for NaN/Inf values, or lower --lr")
+    fit_model.save(out / "final.keras")
     if best_path.is_file():
         from tf_talkface.models.registry import custom_objects
         best = keras.saving.load_model(best_path, custom_objects=custom_objects())
@@ -740,7 +783,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI entry point: exit 0 on success, 2 on bad flags or data."""
+    """CLI entry point: exit 0 on success, 2 on bad flags or data, 1 when training diverged
+    (NaN/Inf) or the run folder cannot be written."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = args.out or f"runs/{args.model}_d{args.delay}_c{args.context}"
@@ -759,6 +803,12 @@ def main(argv: list[str] | None = None) -> int:
     from tf_talkface.data.manifest import DatasetError
     try:
         results = train(cfg, verbose=0 if args.quiet else "auto")
+    except TrainDiverged as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # read-only or full disk, permissions: one line naming the path
+        print(f"train: error: {os_error_message(e)}", file=sys.stderr)
+        return 1
     except (TrainError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

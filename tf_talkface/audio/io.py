@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,12 @@ import numpy as np
 
 from tf_talkface.resources import ffmpeg_exe, check_input_file
 
-__all__ = ["AudioError", "load_audio", "media_info", "rms_dbfs", "is_silent", "write_wav"]
+__all__ = ["AudioError", "AudioWarning", "load_audio", "media_info", "rms_dbfs", "is_silent", "write_wav"]
+
+
+class AudioWarning(UserWarning):
+    """The audio decoded, but not all of it: a truncated or damaged file (the message names the
+    file, the decoded and the declared duration). The CLIs print it as one line."""
 
 
 class AudioError(ValueError):
@@ -138,8 +144,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         ``ceil(n_native * sample_rate / native_rate)`` (librosa.resample's rule).
 
     Raises:
-        AudioError: missing or empty file, no audio stream, undecodable/corrupt data, or zero
-            decoded samples. The message names the file and the problem.
+        AudioError: missing or empty file, no audio stream, undecodable/corrupt data, NaN/Inf
+            samples, or zero decoded samples. The message names the file and the problem.
+
+    Warns:
+        AudioWarning: less audio decoded than the file declares (a truncated file).
         ValueError: ``sample_rate`` is not a positive integer.
     """
     if int(sample_rate) != sample_rate or sample_rate <= 0:
@@ -175,6 +184,11 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         raise AudioError(f"{path}: audio stream decoded to zero samples")
     if not np.all(np.isfinite(y)):
         raise AudioError(f"{path}: decoded audio contains NaN or Inf values")
+    declared, decoded = info.get("duration_s"), y.size / native_sr
+    if declared and decoded < declared - max(0.5, 0.05 * declared):
+        warnings.warn(f"{path}: only {decoded:.2f} s of audio decoded of the {declared:.2f} s the "
+                      "file declares (truncated or damaged?); animating what decoded",
+                      AudioWarning, stacklevel=2)
     if native_sr != sample_rate:
         import librosa
 

@@ -6,6 +6,8 @@ them.
 """
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Iterable
@@ -15,7 +17,8 @@ import numpy as np
 from tf_talkface.data.manifest import MANIFEST, SPLITS, write_json_atomic
 from tf_talkface.data import records as schema  # attributes looked up at call time (tests patch them)
 
-__all__ = ["PrepareError", "parse_split", "assign_splits", "feature_stats", "write_dataset"]
+__all__ = ["PrepareError", "parse_split", "assign_splits", "feature_stats", "write_dataset",
+           "begin_dataset", "finish_dataset"]
 
 
 class PrepareError(RuntimeError):
@@ -113,3 +116,57 @@ def write_dataset(out: Path, manifest: dict, records: Iterable[schema.ClipRecord
     for name in old - {s["file"] for s in shards}:
         (out / name).unlink(missing_ok=True)
     return manifest
+
+
+def begin_dataset(out: str | os.PathLike, overwrite: bool = False) -> Path:
+    """The folder a builder writes the dataset ``out`` into.
+
+    A new (or empty, or unfinished: no ``manifest.json``) ``out`` is built in place, so an
+    interrupted build resumes from its work files. An existing dataset (``out/manifest.json``) is
+    refused unless ``overwrite``; then the new one is built beside it in ``.NAME.new/`` and
+    :func:`finish_dataset` swaps it in at the end, so the old dataset stays whole and usable until
+    the new one is complete (a failed rebuild, e.g. a full disk, leaves it untouched).
+
+    Raises:
+        PrepareError: ``out`` holds a dataset and ``overwrite`` is false, or ``out`` is a file or
+            a folder with other content.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise PrepareError(f"{out}: --out must be a dataset folder; this is an existing file")
+    if (out / MANIFEST).is_file():
+        if not overwrite:
+            raise PrepareError(f"{out} already holds a dataset (manifest.json); pass --overwrite to "
+                               "replace it (the old one stays usable until the new one is "
+                               "complete) or choose another --out")
+        stage = out.parent / f".{out.name}.new"
+        stage.mkdir(exist_ok=True)
+        return stage
+    if out.is_dir():
+        ours = (schema.SHARD_SUFFIX, ".tmp")
+        foreign = [p.name for p in out.iterdir() if not (p.name.startswith(".") or p.name == "basis.json"
+                                                         or p.name.endswith(ours))]
+        if foreign and not overwrite:
+            raise PrepareError(f"{out} is not empty and not a dataset (holds {', '.join(sorted(foreign)[:3])}"
+                               f"{', ...' if len(foreign) > 3 else ''}); choose an empty or new "
+                               "--out, or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def finish_dataset(build: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """Put a dataset built by :func:`begin_dataset`'s folder ``build`` at ``out``: nothing to do
+    when it was built in place; otherwise the old ``out`` is renamed aside, the new one renamed
+    in, and the old one deleted (restored if the second rename fails)."""
+    build, out = Path(build), Path(out)
+    if build == out:
+        return out
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    os.replace(out, old)
+    try:
+        os.replace(build, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return out

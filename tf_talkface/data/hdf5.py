@@ -19,20 +19,24 @@ import numpy as np
 
 from tf_talkface import __version__
 from tf_talkface.config import RECIPES, recipe as make_recipe
-from tf_talkface.data.build import (PrepareError, assign_splits, feature_stats, parse_split,
-                                    write_dataset)
+from tf_talkface.data.build import (PrepareError, assign_splits, begin_dataset, feature_stats,
+                                    finish_dataset, parse_split, write_dataset)
 from tf_talkface.data.manifest import FORMAT_VERSION, SPLITS
 
 
 def import_hdf5(path: str | os.PathLike, out: str | os.PathLike, layout: str,
-                split: str = "0.8,0.1,0.1", seed: int = 0, basis: str | None = None) -> dict:
+                split: str = "0.8,0.1,0.1", seed: int = 0, basis: str | None = None,
+                overwrite: bool = False) -> dict:
     """Convert one original HDF5 file into a dataset folder; returns its manifest.
 
     Each HDF5 row becomes one clip ``<file stem>/<row index>`` with speaker ``<file stem>``.
 
+    An existing dataset at ``out`` is refused unless ``overwrite`` (then replaced only once the
+    new one is complete: :func:`~tf_talkface.data.build.begin_dataset`).
+
     Raises:
         PrepareError: unreadable file, missing datasets, or inconsistent shapes (message names
-            the file and the dataset).
+            the file and the dataset); an existing dataset at ``out`` without ``overwrite``.
     """
     import h5py
 
@@ -67,7 +71,7 @@ def import_hdf5(path: str | os.PathLike, out: str | os.PathLike, layout: str,
     train = [i for i, c in enumerate(ids) if split_of[c] == "train"] or list(range(n))
     rcfg = make_recipe(layout)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    build = begin_dataset(out, overwrite)
     manifest = {
         "format_version": FORMAT_VERSION, "tool": "tf_talkface", "tool_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe": rcfg.to_dict(),
@@ -104,7 +108,7 @@ def import_hdf5(path: str | os.PathLike, out: str | os.PathLike, layout: str,
         else:
             b_obj = fit_pca(lm[train].reshape(-1, 68 * d), rcfg.n_pca,
                             source=f"fitted on the training split of {path.name}")
-        b_obj.save(out / "basis.json")
+        b_obj.save(build / "basis.json")
         pca = b_obj.project(lm)
         feats, audio_sr = None, rcfg.waveform.sample_rate
         hop = rcfg.waveform.hop
@@ -133,4 +137,6 @@ def import_hdf5(path: str | os.PathLike, out: str | os.PathLike, layout: str,
                 audio_sample_rate=audio_sr, landmarks_raw=None, landmarks=lm[i],
                 features=None if feats is None else feats[i], pca=None if pca is None else pca[i])
 
-    return write_dataset(out, manifest, records())
+    manifest = write_dataset(build, manifest, records())
+    finish_dataset(build, out)
+    return manifest

@@ -7,6 +7,7 @@ manifest that exists always points to complete shards.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -21,16 +22,33 @@ class DatasetError(ValueError):
     """A dataset folder is missing, incomplete or inconsistent (the message names the path)."""
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN/Inf float (Python or NumPy) replaced by ``None`` and NumPy scalars
+    and arrays turned into Python values: bare ``NaN`` is not JSON (RFC 8259)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):  # numpy scalar / array
+        return json_safe(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any, indent: int | None = 1) -> None:
-    """Write JSON to ``path`` via a temp file in the same folder + ``os.replace``."""
+    """Write JSON to ``path`` via a temp file in the same folder + ``os.replace``; NaN/Inf are
+    written as ``null`` (:func:`json_safe`), the file's mode follows the umask."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=indent)
+            json.dump(json_safe(obj), f, indent=indent, allow_nan=False)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; others may read datasets
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp makes 0600; others may read datasets (umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -19,6 +19,8 @@ so a shard file that exists is complete.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +163,20 @@ def parse_clip(serialized, spec: RecordSpec) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _as_os_error(path: Path):
+    """TensorFlow's file errors (``ResourceExhaustedError`` for a full disk, ...) as the
+    ``OSError`` every other writer raises, naming ``path``."""
+    tf = _tf()
+    try:
+        yield
+    except tf.errors.OpError as e:
+        code = {tf.errors.ResourceExhaustedError: errno.ENOSPC,
+                tf.errors.PermissionDeniedError: errno.EACCES,
+                tf.errors.NotFoundError: errno.ENOENT}.get(type(e), errno.EIO)
+        raise OSError(code, os.strerror(code), str(path)) from e
+
+
 class ShardWriter:
     """Writes clips into size-bounded shards ``{prefix}-{i:05d}.tfrecord`` atomically.
 
@@ -186,23 +202,29 @@ class ShardWriter:
         tf = _tf()
         name = f"{self.prefix}-{len(self.shards):05d}{SHARD_SUFFIX}"
         self._name = name
-        self._writer = tf.io.TFRecordWriter(str(self.out_dir / (name + ".tmp")))
+        with _as_os_error(self.out_dir / (name + ".tmp")):
+            self._writer = tf.io.TFRecordWriter(str(self.out_dir / (name + ".tmp")))
         self._n = 0
         self._bytes = 0
 
     def write(self, serialized: bytes) -> str:
-        """Append one serialised clip; returns the shard file name it went to."""
+        """Append one serialised clip; returns the shard file name it went to.
+
+        Raises:
+            OSError: the shard cannot be written (full disk, permissions), naming the file."""
         if self._writer is not None and self._bytes + len(serialized) > self.max_bytes and self._n:
             self._close_current()
         if self._writer is None:
             self._open()
-        self._writer.write(serialized)
+        with _as_os_error(self.out_dir / (self._name + ".tmp")):
+            self._writer.write(serialized)
         self._n += 1
         self._bytes += len(serialized)
         return self._name
 
     def _close_current(self):
-        self._writer.close()
+        with _as_os_error(self.out_dir / (self._name + ".tmp")):
+            self._writer.close()
         os.replace(self.out_dir / (self._name + ".tmp"), self.out_dir / self._name)
         self.shards.append((self._name, self._n, self._bytes))
         self._writer = None

@@ -6,9 +6,13 @@ detector with 1 upsample on every full-resolution frame, then the 68-point shape
 
 Our differences, on purpose:
 
-* **Largest face.** When several faces are found we take the largest box and record the frame
-  in :attr:`VideoLandmarks.multi_face` instead of dropping the clip (a poster or a second person
-  in the background should not cost a clip).
+* **One tracked face.** When several faces are found we keep the face tracked so far (the
+  detection overlapping its last box most; at the start the largest) and record the frame in
+  :attr:`VideoLandmarks.multi_face` instead of dropping the clip (a poster or a second person in
+  the background should not cost a clip). The largest box alone is not an identity: with two
+  speakers side by side it switched between them several times a second. A clip where the
+  tracked face is lost while other faces remain is refused (:class:`FaceError`), since its
+  landmarks could belong to two people.
 * **Short gaps interpolated.** Runs of at most ``LandmarkConfig.max_gap`` frames without a face
   are linearly interpolated from their neighbours (:func:`interpolate_gaps`); longer runs raise
   :class:`FaceError`.
@@ -440,6 +444,18 @@ class LandmarkExtractor:
         return sorted(rects, key=lambda r: r.area(), reverse=True)
 
     @staticmethod
+    def _same_face(rects: list, tracked):
+        """The box of the tracked face among a frame's detections: the one overlapping its last
+        box most (box continuity: one identity, even when another face becomes larger); the
+        largest when nothing is tracked yet or nothing overlaps."""
+        if not rects:
+            return None
+        if tracked is None or len(rects) == 1:
+            return rects[0]
+        best = max(rects, key=lambda r: _iou(r, tracked))
+        return best if _iou(best, tracked) > 0.0 else rects[0]
+
+    @staticmethod
     def _box_relation(box, pts: np.ndarray) -> tuple[float, float, float, float]:
         lo, hi = pts.min(axis=0), pts.max(axis=0)
         c, size = (lo + hi) / 2.0, np.maximum(hi - lo, 1.0)
@@ -485,6 +501,7 @@ class LandmarkExtractor:
         multi: list[int] = []
         n_det = 0
         box = None          # face box used for the current frame (full-res dlib.rectangle)
+        tracked = None      # the tracked face's box at its last detection (one identity)
         rel = None          # box relative to the landmarks' bbox at the last detection
         last_det = -(10 ** 9)
         prev = None         # previous frame's landmarks (None if no face)
@@ -497,7 +514,12 @@ class LandmarkExtractor:
                 last_det = i
                 if len(rects) > 1:
                     multi.append(i)
-                box = rects[0] if rects else None
+                box = self._same_face(rects, tracked)
+                if box is not None and tracked is not None and len(rects) > 1 \
+                        and _iou(box, tracked) == 0.0 and fill_gaps:
+                    raise FaceError(f"{path}: several faces and the tracked one was lost at frame "
+                                    f"{i}; the landmarks could switch to another person")
+                tracked = box if box is not None else tracked
             elif self.track == "landmarks" and prev is not None and rel is not None:
                 box = self._box_from(rel, prev)
             if box is None:
@@ -524,6 +546,17 @@ class LandmarkExtractor:
 
 
 _EXTRACTORS: dict = {}
+
+
+def _iou(a, b) -> float:
+    """Intersection over union of two dlib rectangles (0 when they do not overlap)."""
+    w = min(a.right(), b.right()) - max(a.left(), b.left())
+    h = min(a.bottom(), b.bottom()) - max(a.top(), b.top())
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = float(w * h)
+    area = lambda r: float((r.right() - r.left()) * (r.bottom() - r.top()))
+    return inter / (area(a) + area(b) - inter)
 
 
 def extract_landmarks(path, cfg: LandmarkConfig | None = None, **kwargs) -> VideoLandmarks:
