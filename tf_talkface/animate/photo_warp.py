@@ -4,8 +4,9 @@ The talking photo (:mod:`tf_talkface.animate.animator`) moves a photo's 68 landm
 frame; this module turns each set of moved points into pixels:
 
 * :func:`build_mesh` -- once per photo: the 68 dlib points, a **ring** of 16 points around the
-  head (keeps the motion local; moves with the head) and **border anchors** on (or just outside)
-  the image rectangle (never move, so the background stays put), triangulated once with
+  head (moves with the head), a fixed **outer ring** 1.75x as large (the head motion is absorbed
+  between the rings; the background beyond stays put and is never computed) and **border
+  anchors** on (or just outside) the image rectangle, triangulated once with
   ``scipy.spatial.Delaunay`` on the photo's points with the lips and eyes held *open*, so that a
   closed mouth never produces slivers. The triangle list is then fixed for the whole video.
 * :class:`MeshWarper` -- per frame: a **backward dense map + one** ``cv2.remap``. The triangles
@@ -44,7 +45,9 @@ __all__ = ["N_RING", "FaceMesh", "MeshError", "face_frame", "ring_points", "bord
            "build_mesh", "MeshWarper", "triangle_affines", "signed_areas"]
 
 N_RING = 16
-"""Points on the ring around the head."""
+"""Points on the ring around the head (moves with the head)."""
+OUTER_SCALE = 1.75
+"""The fixed outer ring is the ring scaled by this about the eye centre."""
 MAX_TRIANGLES = 255
 """The id image is uint8 and id 255 means "not moving" (identity map)."""
 _SUBPIX = 4  # cv2 fixed-point bits for the rasteriser (1/16 px)
@@ -224,7 +227,10 @@ class FaceMesh:
 
     Attributes:
         vertices: float64 (V, 2) rest positions in pixels: rows 0-67 the face's 68 landmarks,
-            then :data:`N_RING` ring points, then the border anchors.
+            then :data:`N_RING` ring points (they move with the head), :data:`N_RING` points of
+            the fixed outer ring (the ring scaled by :data:`OUTER_SCALE`: head motion is absorbed
+            between the two rings and the background beyond stays still, so only the outer
+            ring's box is ever warped), then the border anchors.
         triangles: int32 (T, 3) vertex indices, T <= 254, every triangle oriented so that
             :func:`signed_areas` is positive on the open-mouth/open-eye shape used to
             triangulate.
@@ -249,9 +255,14 @@ class FaceMesh:
         return slice(N_POINTS, N_POINTS + N_RING)
 
     @property
+    def outer(self) -> slice:
+        """Rows of :attr:`vertices` on the fixed outer ring."""
+        return slice(N_POINTS + N_RING, N_POINTS + 2 * N_RING)
+
+    @property
     def border(self) -> slice:
         """Rows of :attr:`vertices` that are border anchors (never move)."""
-        return slice(N_POINTS + N_RING, self.n_vertices)
+        return slice(N_POINTS + 2 * N_RING, self.n_vertices)
 
     def with_face(self, points: np.ndarray, ring: np.ndarray | None = None) -> np.ndarray:
         """Vertices with rows 0-67 replaced by ``points`` (68, 2) and, if given, the ring by
@@ -290,8 +301,10 @@ def build_mesh(points: np.ndarray, size: tuple[int, int]) -> FaceMesh:
         raise MeshError(f"need finite (68, 2) landmarks, got shape {p.shape}")
     w, h = int(size[0]), int(size[1])
     ring = ring_points(p)
-    border = border_points(w, h, np.vstack([p, ring]))
-    tri_shape = np.vstack([_opened(p), ring, border])
+    centre = face_frame(p)[0]
+    outer = centre + OUTER_SCALE * (ring - centre)
+    border = border_points(w, h, np.vstack([p, ring, outer]))
+    tri_shape = np.vstack([_opened(p), ring, outer, border])
     tri_list = Delaunay(tri_shape).simplices.tolist()
     for a, b in REQUIRED_EDGES:
         if not _insert_edge(tri_list, tri_shape, a, b):
@@ -303,7 +316,7 @@ def build_mesh(points: np.ndarray, size: tuple[int, int]) -> FaceMesh:
     tris[neg] = tris[neg][:, [0, 2, 1]]
     groups = [set(INNER_LIP.tolist()), set(RIGHT_EYE.tolist()), set(LEFT_EYE.tolist())]
     interior = np.array([any(set(t.tolist()) <= g for g in groups) for t in tris])
-    mesh = FaceMesh(vertices=np.vstack([p, ring, border]), triangles=tris, interior=interior,
+    mesh = FaceMesh(vertices=np.vstack([p, ring, outer, border]), triangles=tris, interior=interior,
                     size=(w, h))
     bad = mesh.folded(mesh.vertices, tol=-1e-6)
     if bad.any():
@@ -341,6 +354,74 @@ def triangle_affines(src: np.ndarray, dst: np.ndarray, triangles: np.ndarray) ->
     return np.concatenate([lin, t[:, :, None]], axis=2)
 
 
+_KERNEL: list = []
+
+
+def _numba_kernel():
+    """The scanline rasteriser compiled with numba (a dependency of librosa, so present), or
+    ``None`` when numba is unavailable (the ``cv2.LUT`` path is used then). Compiled once per
+    process (``cache=True`` keeps the machine code between runs when the package folder is
+    writable)."""
+    if _KERNEL:
+        return _KERNEL[0]
+    try:
+        import numba
+    except Exception:  # noqa: BLE001 - no numba: fall back to the cv2 path
+        _KERNEL.append(None)
+        return None
+
+    @numba.njit(cache=True, nogil=True)
+    def raster_maps(mx, my, x0, y0, corners, aff, idx):  # pragma: no cover - compiled
+        h, w = mx.shape
+        for j in range(h):                       # identity outside the moving triangles
+            for i in range(w):
+                mx[j, i] = x0 + i
+                my[j, i] = y0 + j
+        for k in idx:
+            ax, ay = corners[k, 0, 0] - x0, corners[k, 0, 1] - y0
+            bx, by = corners[k, 1, 0] - x0, corners[k, 1, 1] - y0
+            cx, cy = corners[k, 2, 0] - x0, corners[k, 2, 1] - y0
+            area = (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
+            if area < 0:
+                bx, by, cx, cy = cx, cy, bx, by
+            ymin = max(int(np.ceil(min(ay, by, cy) - 1e-9)), 0)
+            ymax = min(int(np.floor(max(ay, by, cy) + 1e-9)), h - 1)
+            a00, a01, a02 = aff[k, 0, 0], aff[k, 0, 1], aff[k, 0, 2] + aff[k, 0, 0] * x0 + aff[k, 0, 1] * y0
+            a10, a11, a12 = aff[k, 1, 0], aff[k, 1, 1], aff[k, 1, 2] + aff[k, 1, 0] * x0 + aff[k, 1, 1] * y0
+            for j in range(ymin, ymax + 1):
+                lo, hi = -1e30, 1e30
+                ok = True
+                for e in range(3):
+                    if e == 0:
+                        px, py, qx, qy = ax, ay, bx, by
+                    elif e == 1:
+                        px, py, qx, qy = bx, by, cx, cy
+                    else:
+                        px, py, qx, qy = cx, cy, ax, ay
+                    # inside: (qx - px) * (j - py) - (qy - py) * (x - px) >= 0  (clockwise on
+                    # screen with y down = positive area)
+                    bcoef = -(qy - py)
+                    acoef = (qx - px) * (j - py) + (qy - py) * px
+                    if bcoef > 1e-12:
+                        lo = max(lo, -acoef / bcoef - 1e-9)
+                    elif bcoef < -1e-12:
+                        hi = min(hi, -acoef / bcoef + 1e-9)
+                    elif acoef < -1e-9:
+                        ok = False
+                if not ok:
+                    continue
+                i0 = max(int(np.ceil(lo)), 0)
+                i1 = min(int(np.floor(hi)), w - 1)
+                fy = float(j)
+                for i in range(i0, i1 + 1):
+                    fx = float(i)
+                    mx[j, i] = a00 * fx + a01 * fy + a02
+                    my[j, i] = a10 * fx + a11 * fy + a12
+
+    _KERNEL.append(raster_maps)
+    return raster_maps
+
+
 class MeshWarper:
     """Warp one source image by moving the vertices of a :class:`FaceMesh` (see the module
     docstring for the method).
@@ -354,6 +435,13 @@ class MeshWarper:
     cached ``float32 (H, W, 3)`` coordinate grid (25 MB at 1920x1080) plus per-frame maps of the
     moving region.
     """
+
+    coarse_step = 4
+    """Grid step (pixels) of the maps in the ring band; 1 = exact everywhere."""
+    use_numba = True
+    """Build the exact maps with the numba scanline rasteriser (one pass writing both maps)
+    instead of ``cv2.fillConvexPoly`` ids + ``cv2.LUT`` + ``cv2.multiply`` + ``cv2.transform``
+    (six passes); same maps to float32 round-off."""
 
     def __init__(self, image: np.ndarray, mesh: FaceMesh, src_vertices: np.ndarray | None = None):
         import cv2
@@ -382,8 +470,77 @@ class MeshWarper:
         moved = np.abs(np.asarray(dst, np.float64) - self.src).max(axis=1) > tol
         return moved[self.mesh.triangles].any(axis=1)
 
+    def _exact(self, dst: np.ndarray, aff: np.ndarray, idx: np.ndarray,
+               box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-pixel maps over ``box`` (x0, y0, x1, y1): the triangles ``idx`` rasterised into a
+        uint8 id image, their affines gathered with ``cv2.LUT`` and applied to the cached
+        ``[x, y, 1]`` grid."""
+        cv2 = self._cv2
+        x0, y0, x1, y1 = box
+        tris = self.mesh.triangles
+        kernel = _numba_kernel() if self.use_numba else None
+        if kernel is not None:
+            mx = np.empty((y1 - y0, x1 - x0), np.float32)
+            my = np.empty_like(mx)
+            kernel(mx, my, float(x0), float(y0), dst[tris], aff.astype(np.float64),
+                   np.asarray(idx, np.int64))
+            return mx, my
+        self._tabx[idx, 0, :] = aff[idx, 0, :]
+        self._taby[idx, 0, :] = aff[idx, 1, :]
+        ids = np.full((y1 - y0, x1 - x0), 255, np.uint8)
+        fx = np.round((dst - (x0, y0)) * (1 << _SUBPIX)).astype(np.int32)
+        for i in idx:
+            cv2.fillConvexPoly(ids, fx[tris[i]], int(i), cv2.LINE_8, _SUBPIX)
+        ids3 = cv2.merge([ids, ids, ids])
+        grid = self._grid[y0:y1, x0:x1]
+        mx = cv2.transform(cv2.multiply(cv2.LUT(ids3, self._tabx), grid), self._ones)
+        my = cv2.transform(cv2.multiply(cv2.LUT(ids3, self._taby), grid), self._ones)
+        self._tabx[idx] = (1.0, 0.0, 0.0)
+        self._taby[idx] = (0.0, 1.0, 0.0)
+        return mx, my
+
+    def _coarse(self, dst: np.ndarray, aff: np.ndarray, idx: np.ndarray,
+                box: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """Maps over ``box`` from a grid of step :attr:`coarse_step`: the displacement (map
+        minus identity) is evaluated exactly at the grid points (pixel centres of a
+        ``cv2.resize`` by that factor) and upsampled bilinearly. Exact inside each triangle
+        away from its edges; near an edge between two triangles the error is at most
+        step/4 x the jump of the map's gradient (< 0.2 px for the ring-band triangles)."""
+        cv2 = self._cv2
+        g = self.coarse_step
+        x0, y0, x1, y1 = box
+        w, h = x1 - x0, y1 - y0
+        cw, ch = -(-w // g), -(-h // g)
+        tris = self.mesh.triangles
+        self._tabx[idx, 0, :] = aff[idx, 0, :]
+        self._taby[idx, 0, :] = aff[idx, 1, :]
+        ids = np.full((ch, cw), 255, np.uint8)
+        fx = np.round(((dst - (x0, y0) + 0.5) / g - 0.5) * (1 << _SUBPIX)).astype(np.int32)
+        for i in idx:
+            cv2.fillConvexPoly(ids, fx[tris[i]], int(i), cv2.LINE_8, _SUBPIX)
+        xs = (x0 + (np.arange(cw, dtype=np.float32) + 0.5) * g - 0.5)
+        ys = (y0 + (np.arange(ch, dtype=np.float32) + 0.5) * g - 0.5)
+        gx, gy = np.meshgrid(xs, ys)
+        grid = cv2.merge([gx, gy, np.ones_like(gx)])
+        ids3 = cv2.merge([ids, ids, ids])
+        dx = cv2.transform(cv2.multiply(cv2.LUT(ids3, self._tabx), grid), self._ones) - gx
+        dy = cv2.transform(cv2.multiply(cv2.LUT(ids3, self._taby), grid), self._ones) - gy
+        self._tabx[idx] = (1.0, 0.0, 0.0)
+        self._taby[idx] = (0.0, 1.0, 0.0)
+        full = (cw * g, ch * g)
+        mx = cv2.resize(dx, full, interpolation=cv2.INTER_LINEAR)[:h, :w]
+        my = cv2.resize(dy, full, interpolation=cv2.INTER_LINEAR)[:h, :w]
+        mx += self._grid[y0:y1, x0:x1, 0]
+        my += self._grid[y0:y1, x0:x1, 1]
+        return mx, my
+
     def maps(self, dst: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
         """The backward map of the moving region.
+
+        Exact per pixel (numba rasteriser). Without numba (the ``cv2`` path): exact in a box
+        around the 68 landmarks (plus 25% of the eye distance) and, in the rest of the moving
+        region (the band of big ring triangles), from a coarse grid (:meth:`_coarse`), when
+        that box is less than 60% of the region.
 
         Args:
             dst: float (V, 2) destination vertex positions.
@@ -392,7 +549,6 @@ class MeshWarper:
             ``((x0, y0, x1, y1), map_x, map_y)``: the region (pixel box, end exclusive) and two
             float32 (y1-y0, x1-x0) arrays of source coordinates; ``None`` when nothing moves.
         """
-        cv2 = self._cv2
         dst = np.asarray(dst, np.float64)
         move = self.moving(dst)
         if not move.any():
@@ -411,18 +567,26 @@ class MeshWarper:
         # would still draw its outline with a meaningless map: leave those pixels to the
         # neighbours (fillConvexPoly includes the shared edges)
         idx = np.flatnonzero(move & (np.abs(signed_areas(dst, tris)) > 0.5))
-        self._tabx[idx, 0, :] = aff[idx, 0, :]
-        self._taby[idx, 0, :] = aff[idx, 1, :]
-        ids = np.full((y1 - y0, x1 - x0), 255, np.uint8)
-        fx = np.round((dst - (x0, y0)) * (1 << _SUBPIX)).astype(np.int32)
-        for i in idx:
-            cv2.fillConvexPoly(ids, fx[tris[i]], int(i), cv2.LINE_8, _SUBPIX)
-        ids3 = cv2.merge([ids, ids, ids])
-        grid = self._grid[y0:y1, x0:x1]
-        mx = cv2.transform(cv2.multiply(cv2.LUT(ids3, self._tabx), grid), self._ones)
-        my = cv2.transform(cv2.multiply(cv2.LUT(ids3, self._taby), grid), self._ones)
-        self._tabx[idx] = (1.0, 0.0, 0.0)
-        self._taby[idx] = (0.0, 1.0, 0.0)
+        face = np.vstack([dst[:N_POINTS], self.src[:N_POINTS]])
+        m = 0.25 * float(np.hypot(*(self.src[45] - self.src[36])))
+        fx0 = max(int(np.floor(face[:, 0].min() - m)), x0)
+        fy0 = max(int(np.floor(face[:, 1].min() - m)), y0)
+        fx1 = min(int(np.ceil(face[:, 0].max() + m)) + 1, x1)
+        fy1 = min(int(np.ceil(face[:, 1].max() + m)) + 1, y1)
+        area = (x1 - x0) * (y1 - y0)
+        if (self.coarse_step <= 1 or fx1 <= fx0 or fy1 <= fy0
+                or (self.use_numba and _numba_kernel() is not None)
+                or (fx1 - fx0) * (fy1 - fy0) > 0.6 * area):
+            mx, my = self._exact(dst, aff, idx, (x0, y0, x1, y1))
+            return (x0, y0, x1, y1), mx, my
+        mx, my = self._coarse(dst, aff, idx, (x0, y0, x1, y1))
+        # the exact box only needs the triangles that reach into it
+        tb = dst[tris[idx]]
+        near = ((tb[:, :, 0].max(axis=1) >= fx0) & (tb[:, :, 0].min(axis=1) < fx1)
+                & (tb[:, :, 1].max(axis=1) >= fy0) & (tb[:, :, 1].min(axis=1) < fy1))
+        ex, ey = self._exact(dst, aff, idx[near], (fx0, fy0, fx1, fy1))
+        mx[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0] = ex
+        my[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0] = ey
         return (x0, y0, x1, y1), mx, my
 
     def warp(self, dst: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
