@@ -199,7 +199,8 @@ class Smoother:
 
     def flush(self) -> list[np.ndarray]:
         """End of the sequence: the remaining ``k`` frames (last frame repeated); resets."""
-        if not self._started:
+        if not self._started or self.k == 0:
+            self.reset()
             return []
         last = self._buf[-1]
         self._buf.extend([last] * self.k)
@@ -254,10 +255,11 @@ class HeadMotion:
         self.amplitude = float(amplitude)
         self.seed = int(seed)
         self.a = math.exp(-1.0 / (tau * FPS))
-        # two cascaded one-pole filters y = a y + (1 - a) x: output variance of unit white noise
-        # is (1-a)^2 (1+a^2) / (1-a^2)^3; normalise to 1
+        # two cascaded one-pole filters y = a y + (1 - a) x: impulse response
+        # (1-a)^2 (n+1) a^n, so the output variance for unit white noise is
+        # (1-a)^4 (1+a^2) / (1-a^2)^3; normalise to 1
         a = self.a
-        self.norm = 1.0 / math.sqrt((1 - a) ** 2 * (1 + a * a) / (1 - a * a) ** 3)
+        self.norm = 1.0 / math.sqrt((1 - a) ** 4 * (1 + a * a) / (1 - a * a) ** 3)
         self.att = math.exp(-1.0 / (0.1 * FPS))
         self.rel = math.exp(-1.0 / (0.6 * FPS))
         self.reset()

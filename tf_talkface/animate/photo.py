@@ -238,7 +238,8 @@ def detect_faces(image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Fac
 def output_size(width: int, height: int, size: int = DEFAULT_SIZE) -> tuple[int, int]:
     """The output ``(width, height)``: the input scaled down (never up) so that its shorter side
     is <= ``size`` and its longer side <= ``round(size * 16 / 9)``, then rounded to even numbers
-    (>= 2). E.g. 910x1137 -> 864x1080, 1920x1080 -> 1920x1080, 4000x3000 -> 1440x1080."""
+    (>= 2). E.g. 910x1137 -> 910x1136, 1920x1080 -> 1920x1080, 4000x3000 -> 1440x1080,
+    3024x4032 -> 1080x1440; with ``size=512``: 910x1137 -> 512x640."""
     if size < 16:
         raise ValueError(f"size must be >= 16 px, got {size}")
     short, long_ = min(width, height), max(width, height)
