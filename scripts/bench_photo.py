@@ -122,7 +122,7 @@ def _vertex_sequence(anim: PhotoAnimator, landmarks: np.ndarray) -> list[tuple]:
     seq = []
     pts = anim.transfer(landmarks)
     rows = anim.smoother.push(np.concatenate([pts.reshape(len(pts), -1),
-                                              anim._energy_proxy(pts)[:, None]], axis=1))
+                                              anim.energy_proxy(pts)[:, None]], axis=1))
     rows += anim.smoother.flush()
     anim.head.reset()
     anim.blinker.reset()

@@ -554,3 +554,126 @@ def test_still_head_keeps_the_upper_face(driving, example):
                                data_range=255) for f in frames]
     print(f"upper-face SSIM with a still head: min {min(s):.3f}, mean {np.mean(s):.3f}")
     assert min(s) >= 0.9
+
+
+# ---------------------------------------------------------------------------- CLIs
+
+
+def _media(path):
+    from tf_talkface.audio.io import load_audio
+    from tf_talkface.face.landmarks import video_info
+
+    info = video_info(path)
+    info["audio_s"] = len(load_audio(path, 16000)) / 16000 if info["has_audio"] else 0.0
+    return info
+
+
+def test_generate_image_example_end_to_end(tmp_path, capsys):
+    """The README's main job: ``-i example --image example`` right after installation."""
+    from tf_talkface.audio.io import load_audio
+    from tf_talkface.generate import main
+
+    assert main(["-i", "example", "--image", "example", "-o", str(tmp_path), "--quiet"]) == 0
+    mp4, npy = tmp_path / "grid_s1_bbaf3s.mp4", tmp_path / "grid_s1_bbaf3s.npy"
+    lm = np.load(npy)
+    info = _media(mp4)
+    duration = len(load_audio(EXAMPLE_SPEECH, 16000)) / 16000
+    assert info["codec"] == "h264" and info["audio_codec"] == "aac"
+    assert (info["width"], info["height"]) == (512, 640) and info["fps"] == 25
+    assert info["n_frames"] == len(lm) and abs(len(lm) / 25 - duration) <= 0.04
+    assert abs(info["audio_s"] - duration) < 0.05
+    # a second run skips (resumable), --overwrite redoes
+    assert main(["-i", "example", "--image", "example", "-o", str(tmp_path), "--quiet"]) == 0
+    assert "skipped" in capsys.readouterr().out
+
+
+def test_generate_image_folder_seed_and_still(data_dir, tmp_path):
+    from tf_talkface.face.landmarks import iter_frames
+    from tf_talkface.generate import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a.flac").symlink_to(EXAMPLE_SPEECH)
+    (src / "b.wav").symlink_to(data_dir / "speech" / "audio_sample.wav")
+    photo = data_dir / "photos" / "two_people.jpg"
+    base = ["-i", str(src), "--image", str(photo), "--size", "360", "--quiet"]
+    assert main(base + ["-o", str(tmp_path / "o1"), "--seed", "1", "--still"]) == 0
+    assert main(base + ["-o", str(tmp_path / "o2"), "--seed", "1", "--still"]) == 0
+    assert main(base + ["-o", str(tmp_path / "o3"), "--seed", "2", "--face-index", "1",
+                        "--crop", "--no-blink", "--lip-gain", "1.5"]) == 0
+    for name in ("a", "b"):
+        assert (tmp_path / "o1" / f"{name}.npy").is_file()
+        i1 = _media(tmp_path / "o1" / f"{name}.mp4")
+        assert (i1["width"], i1["height"]) == (614, 360) and i1["has_audio"]
+        i3 = _media(tmp_path / "o3" / f"{name}.mp4")
+        assert i3["width"] == i3["height"] == 360            # --crop: a square
+    f1 = list(iter_frames(tmp_path / "o1" / "a.mp4", "rgb24"))
+    f2 = list(iter_frames(tmp_path / "o2" / "a.mp4", "rgb24"))
+    assert all(np.array_equal(a, b) for a, b in zip(f1, f2))      # deterministic
+
+
+def _cli_err(main, argv, capsys, code=1) -> str:
+    assert main(argv) == code
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    return err[-1] if err else ""
+
+
+def test_generate_image_bad_inputs(tmp_path, capsys, example_rgb):
+    from tf_talkface.generate import main
+
+    out = ["-o", str(tmp_path / "out"), "--quiet", "-i", "example"]
+    rng = np.random.default_rng(0)
+    noise = _write(tmp_path / "noise.png", rng.integers(0, 255, (200, 300, 3), np.uint8))
+    (tmp_path / "fake.jpg").write_text("hello")
+    cases = {
+        str(tmp_path / "nope.jpg"): "file not found",
+        str(noise): "no face found",
+        str(tmp_path / "fake.jpg"): "not an image",
+    }
+    for photo, what in cases.items():
+        line = _cli_err(main, out + ["--image", photo], capsys)
+        assert line.startswith("generate: error: ") and photo in line and what in line, line
+    line = _cli_err(main, out + ["--image", "example", "--face-index", "3"], capsys)
+    assert "only 1 face(s)" in line
+    assert "--video lines" in _cli_err(main, out + ["--image", "example", "--video", "lines"],
+                                       capsys)
+    assert ">= 0" in _cli_err(main, out + ["--image", "example", "--head-motion", "-1"], capsys,
+                              code=2)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.mp4"))
+
+
+def test_stream_image_equals_offline(tmp_path):
+    from tf_talkface.audio.io import load_audio
+    from tf_talkface.stream import main, open_streamer
+
+    frames_dir = tmp_path / "frames"
+    argv = ["-i", "example", "-o", str(tmp_path / "s.npy"), "--image", "example", "--frames",
+            str(frames_dir), "--video", str(tmp_path / "s.mp4"), "--chunk", "1000", "--seed", "4",
+            "--size", "320"]
+    assert main(argv) == 0
+    lm = np.load(tmp_path / "s.npy")
+    pngs = sorted(frames_dir.glob("frame_*.png"))
+    assert len(pngs) == len(lm) == _media(tmp_path / "s.mp4")["n_frames"]
+    assert _media(tmp_path / "s.mp4")["has_audio"]
+    s = open_streamer(None)
+    y = load_audio(EXAMPLE_SPEECH, s.sample_rate)
+    anim = A.PhotoAnimator(P.load_photo(EXAMPLE_PHOTO, size=320), motion.model_neutral(s),
+                           A.AnimationSettings(seed=4))
+    offline = list(anim.frames(lm, motion.frame_energy(y, s.sample_rate, len(lm))))
+    for f, png in zip(offline, pngs):
+        assert np.array_equal(f, cv2.imread(str(png))[:, :, ::-1])
+
+
+def test_frames_are_lazy_bounded_memory(example, neutral, tmp_path):
+    """An hour of landmarks (memory-mapped) starts rendering at once: frames are produced per
+    chunk, never all at the end."""
+    import itertools
+    import time
+
+    n = 90_000
+    mm = np.lib.format.open_memmap(tmp_path / "hour.npy", mode="w+", dtype=np.float32,
+                                   shape=(n, 68, 2))
+    mm[:] = neutral[None]
+    t0 = time.perf_counter()
+    first = list(itertools.islice(A.animate_photo(example, mm, neutral), 30))
+    assert len(first) == 30 and time.perf_counter() - t0 < 20

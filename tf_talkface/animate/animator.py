@@ -38,7 +38,8 @@ from tf_talkface.animate.photo_warp import FaceMesh, MeshWarper, build_mesh, fac
 from tf_talkface.config import FPS
 from tf_talkface.face.topology import N_POINTS
 
-__all__ = ["AnimationSettings", "close_mouth", "lip_edge_inset", "non_lip_mask", "eye_white",
+__all__ = ["AnimationSettings", "PhotoStream", "add_photo_arguments", "settings_from_args",
+           "close_mouth", "lip_edge_inset", "non_lip_mask", "eye_white",
            "teeth_fraction", "EyePainter", "MouthPainter", "PhotoAnimator", "animate_photo",
            "write_talking_photo", "write_mp4", "mouth_opening"]
 
@@ -653,6 +654,11 @@ class PhotoAnimator:
         _draw_seam(base, closed)
         return base
 
+    def set_neutral(self, neutral: np.ndarray) -> None:
+        """Drive with another model (or sequence) from now on: ``neutral`` float (68, 2) in its
+        coordinates (see :class:`~tf_talkface.animate.motion.MotionTransfer`)."""
+        self.transfer = MotionTransfer(self.rest, neutral, self.settings.lip_gain)
+
     def reset(self) -> None:
         """Ready for a new sequence (frame 0; same seed, same output)."""
         self.smoother.reset()
@@ -694,9 +700,9 @@ class PhotoAnimator:
         self.last_points = v[:N_POINTS]
         return frame
 
-    def _energy_proxy(self, pts: np.ndarray) -> np.ndarray:
-        """Energy stand-in when no audio energy is given: the mouth opening (0 at rest, 1 at
-        25% of the mouth width)."""
+    def energy_proxy(self, pts: np.ndarray) -> np.ndarray:
+        """Energy stand-in when no audio energy is given: float64 (k,) the mouth opening of the
+        photo points ``pts`` (k, 68, 2) (0 at rest, 1 at 25% of the mouth width)."""
         width = abs(float(np.dot(self.rest[54] - self.rest[48], face_frame(self.rest)[1])))
         gap = np.array([mouth_opening(p) for p in pts]) - mouth_opening(self.rest)
         return np.clip(gap / (0.25 * width), 0.0, 1.0)
@@ -731,7 +737,7 @@ class PhotoAnimator:
             return []
         pts = self.transfer(lm)
         if energy is None:
-            e = self._energy_proxy(pts)
+            e = self.energy_proxy(pts)
         else:
             e = np.asarray(energy, np.float64).reshape(-1)
             if len(e) != len(lm):
@@ -757,6 +763,80 @@ class PhotoAnimator:
         for i in range(0, len(lm), chunk):
             yield from self.push(lm[i:i + chunk], None if e is None else e[i:i + chunk])
         yield from self.flush()
+
+
+class PhotoStream:
+    """Live talking photo: audio chunks in, photo frames out, as soon as they are determined.
+
+    Drives a landmark streamer (any :class:`~tf_talkface.streamer.Streamer`: ``push(samples)``
+    -> new landmark frames, ``flush()``, ``reset()``, ``sample_rate``), measures the speech
+    energy of the same samples (:class:`~tf_talkface.animate.motion.EnergyMeter`, at the
+    streamer's rate) and renders with a :class:`PhotoAnimator`. A landmark frame is emitted by
+    the streamer only after its 40 ms of audio have arrived, so its energy is always known; the
+    animator adds ``settings.smooth`` frames of delay (40 ms each).
+
+    The frames equal offline rendering of the streamed landmarks
+    (``animator.frames(landmarks, frame_energy(audio, streamer.sample_rate, len(landmarks)))``)
+    exactly, for any chunking (tested).
+
+    Args:
+        streamer: the landmark streamer.
+        animator: the :class:`PhotoAnimator` (its neutral must be the streamer's model's:
+            :func:`~tf_talkface.animate.motion.model_neutral`).
+    """
+
+    def __init__(self, streamer, animator: PhotoAnimator):
+        from tf_talkface.animate.motion import EnergyMeter
+
+        self.streamer = streamer
+        self.animator = animator
+        self.meter = EnergyMeter(streamer.sample_rate)
+        self.reset()
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.streamer.sample_rate)
+
+    def reset(self) -> None:
+        """Ready for a new stream."""
+        self.streamer.reset()
+        self.meter.reset()
+        self.animator.reset()
+        self._energy: list[float] = []
+        self._pending = np.zeros((0, N_POINTS, 2), np.float32)
+        self.n_frames = 0
+
+    def _render(self, final: bool) -> list[np.ndarray]:
+        n = len(self._pending) if final else min(len(self._pending),
+                                                 len(self._energy) - self.n_frames)
+        if n <= 0:
+            return []
+        lm, self._pending = self._pending[:n], self._pending[n:]
+        e = np.array(self._energy[self.n_frames:self.n_frames + n], np.float64)
+        e = np.concatenate([e, np.zeros(n - len(e))])          # frames past the audio: silence
+        self.n_frames += n
+        return self.animator.push(lm, e)
+
+    def push(self, samples: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Feed mono float samples at :attr:`sample_rate`; return ``(landmarks float32 (k, 68,
+        2), frames)``: the landmark frames the streamer emitted and the photo frames now
+        complete (``uint8 (H, W, 3)`` RGB)."""
+        x = np.asarray(samples, np.float32).reshape(-1)
+        self._energy.extend(self.meter.push(x).tolist())
+        lm = np.asarray(self.streamer.push(x), np.float32)[..., :2]
+        self._pending = np.concatenate([self._pending, lm])
+        return lm, self._render(final=False)
+
+    def flush(self) -> tuple[np.ndarray, list[np.ndarray]]:
+        """End of the stream: the remaining landmarks and frames. The streamer keeps its counts
+        (``n_samples``) until :meth:`reset`."""
+        self._energy.extend(self.meter.flush().tolist())
+        lm = np.asarray(self.streamer.flush(), np.float32)[..., :2]
+        self._pending = np.concatenate([self._pending, lm])
+        frames = self._render(final=True) + self.animator.flush()
+        self.meter.reset()
+        self._energy, self.n_frames = [], 0
+        return lm, frames
 
 
 def _as_photo(photo, size: int | None = None) -> Photo:
@@ -809,9 +889,9 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio=None,
     """Encode RGB frames at 25 fps (+ optional sound) to an H.264/AAC mp4, atomically.
 
     The one place the talking photo reaches the project's mp4 writer
-    (:func:`tf_talkface.video.write_video`), so it can be re-pointed in one line.
+    (:func:`tf_talkface.viz.video_io.write_video`).
     """
-    from tf_talkface.video import write_video
+    from tf_talkface.viz.video_io import write_video
 
     return write_video(path, frames, fps=FPS, audio=audio, sample_rate=sample_rate,
                        n_frames=n_frames, progress=progress)
@@ -836,3 +916,46 @@ def write_talking_photo(photo: Photo | str | os.PathLike, landmarks: np.ndarray,
     frames = animate_photo(photo, landmarks, neutral, energy, settings)
     return write_mp4(path, frames, audio=audio, sample_rate=sample_rate,
                      n_frames=len(landmarks), progress=progress)
+
+
+def add_photo_arguments(parser, size_help: str | None = None) -> None:
+    """The talking-photo options shared by ``generate`` and ``stream``: ``--image``,
+    ``--face-index``, ``--crop``, ``--still``, ``--head-motion``, ``--no-blink``,
+    ``--lip-gain``, ``--seed`` (``--size`` is each CLI's own)."""
+    from tf_talkface.animate.photo import DEFAULT_CROP
+
+    g = parser.add_argument_group("talking photo")
+    g.add_argument("--image", metavar="PHOTO",
+                   help="animate this photo (jpg/png/...; 'example' = the bundled portrait) "
+                        "instead of drawing the landmarks")
+    g.add_argument("--face-index", type=int, default=0,
+                   help="which face when the photo has several, 0 = the largest (default)")
+    g.add_argument("--crop", type=float, nargs="?", const=DEFAULT_CROP, default=None,
+                   metavar="FACTOR",
+                   help=f"crop a square around the face first (FACTOR x the face's size, "
+                        f"default {DEFAULT_CROP}); without it the photo's framing is kept")
+    g.add_argument("--still", action="store_true", help="no head motion")
+    g.add_argument("--head-motion", type=float, default=1.0, metavar="A",
+                   help="head motion amplitude (default 1; 0 = --still)")
+    g.add_argument("--no-blink", action="store_true", help="no eye blinks")
+    g.add_argument("--lip-gain", type=float, default=DEFAULT_LIP_GAIN, metavar="G",
+                   help=f"mouth/jaw motion multiplier (default {DEFAULT_LIP_GAIN:g})")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of head motion and blinks (same seed, same video; default 0)")
+
+
+def settings_from_args(args) -> AnimationSettings:
+    """:class:`AnimationSettings` from :func:`add_photo_arguments`' options.
+
+    Raises:
+        ValueError: a negative amplitude or gain (one line, for the CLI).
+    """
+    if args.head_motion < 0 or args.lip_gain < 0:
+        raise ValueError("--head-motion and --lip-gain must be >= 0")
+    if args.face_index < 0:
+        raise ValueError("--face-index must be >= 0")
+    if args.crop is not None and not args.crop > 0:
+        raise ValueError("--crop FACTOR must be > 0")
+    return AnimationSettings(lip_gain=args.lip_gain,
+                             head_motion=0.0 if args.still else args.head_motion,
+                             blink=not args.no_blink, seed=args.seed)

@@ -143,15 +143,33 @@ class MotionTransfer:
 
 
 def model_neutral(model, seconds: float = 2.0) -> np.ndarray:
-    """The model's own neutral frame: the median of its prediction for digital silence (the
-    second half of ``seconds`` of zeros, after any start-up transient).
+    """The model's own neutral frame: the median of its output for digital silence (the second
+    half of ``seconds`` of zeros, after any start-up transient).
 
-    Works for any :class:`~tf_talkface.saved_model.LoadedModel` (or object with ``predict`` and
-    ``sample_rate``); silence is the state the photo shows at rest, so silence in the speech
-    keeps the photo's mouth closed. float32 (68, 2) in the model's coordinates.
+    Silence is what the photo shows at rest, so silent stretches of speech keep the photo's mouth
+    closed, whatever the model's coordinates. Computed through the model's streaming session
+    (``model.streamer()`` for a :class:`~tf_talkface.saved_model.LoadedModel`, or the given
+    :class:`~tf_talkface.streamer.Streamer` itself, reset before and after), so ``generate`` and
+    ``stream`` get the very same numbers; an object with only ``predict`` and ``sample_rate``
+    works too.
+
+    Returns:
+        float32 (68, 2) in the model's coordinates.
     """
     y = np.zeros(int(seconds * model.sample_rate), np.float32)
-    lm = np.asarray(model.predict(y))[..., :2]
+    if hasattr(model, "streamer"):
+        s = model.streamer()
+    elif hasattr(model, "push") and hasattr(model, "flush"):
+        s = model
+    else:
+        s = None
+    if s is not None:
+        s.reset()
+        lm = np.concatenate([s.push(y), s.flush()])
+        s.reset()
+    else:
+        lm = np.asarray(model.predict(y))
+    lm = np.asarray(lm)[..., :2]
     return np.median(lm[len(lm) // 2:], axis=0).astype(np.float32)
 
 

@@ -217,7 +217,7 @@ def detect_faces(image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Fac
     import cv2
     import dlib
 
-    from tf_talkface.face.landmarks import _shape_to_array, dlib_models
+    from tf_talkface.face.landmarks import dlib_models
 
     detector, predictor = dlib_models()
     grey = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2GRAY)
@@ -230,7 +230,7 @@ def detect_faces(image: np.ndarray, max_side: int = DETECT_MAX_SIDE) -> list[Fac
     for r in sorted(rects, key=lambda r: r.area(), reverse=True):
         box = dlib.rectangle(int(round(r.left() / s)), int(round(r.top() / s)),
                              int(round(r.right() / s)), int(round(r.bottom() / s)))
-        pts = _shape_to_array(predictor(grey, box)).astype(np.float64)
+        pts = np.array([(q.x, q.y) for q in predictor(grey, box).parts()], np.float64)
         faces.append(FaceFound((box.left(), box.top(), box.right(), box.bottom()), pts))
     return faces
 

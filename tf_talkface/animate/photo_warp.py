@@ -41,8 +41,9 @@ import numpy as np
 
 from tf_talkface.face.topology import INNER_LIP, JAW, LEFT_EYE, N_POINTS, RIGHT_EYE
 
-__all__ = ["N_RING", "FaceMesh", "MeshError", "face_frame", "ring_points", "border_points",
-           "build_mesh", "MeshWarper", "triangle_affines", "signed_areas"]
+__all__ = ["N_RING", "OUTER_SCALE", "REQUIRED_EDGES", "warm_up", "FaceMesh", "MeshError",
+           "face_frame", "ring_points", "border_points", "build_mesh", "MeshWarper",
+           "triangle_affines", "signed_areas"]
 
 N_RING = 16
 """Points on the ring around the head (moves with the head)."""
@@ -420,6 +421,15 @@ def _numba_kernel():
 
     _KERNEL.append(raster_maps)
     return raster_maps
+
+
+def warm_up() -> None:
+    """Compile the numba rasteriser now (a few seconds the first time, ~1 s from numba's cache),
+    e.g. in a thread while a model loads; harmless without numba."""
+    k = _numba_kernel()
+    if k is not None:
+        m = np.zeros((2, 2), np.float32)
+        k(m, m.copy(), 0.0, 0.0, np.zeros((1, 3, 2)), np.zeros((1, 2, 3)), np.zeros(0, np.int64))
 
 
 class MeshWarper:
