@@ -174,32 +174,37 @@ def bench_renderers(landmarks, neutral, photo_path, frames, rounds, log):
     return rows, ok
 
 
-def bench_command(seconds, photo_path, log):
+def bench_command(seconds, photo_path, log, sizes=(None, 512)):
+    """Time ``generate --image`` as a subprocess on ``seconds`` of speech, once per ``--size``
+    (``None`` = the default 1080p cap); returns {size: wall seconds}."""
     from tf_talkface.audio.io import write_wav
+    from tf_talkface.face.landmarks import video_info
 
     y, src = _speech(seconds)
+    walls = {}
     with tempfile.TemporaryDirectory(prefix="bench_photo_") as tmp:
         wav = Path(tmp) / "speech60.wav"
         write_wav(wav, y, 16000)
-        cmd = [sys.executable, "-m", "tf_talkface.generate", "-i", str(wav), "--image",
-               str(photo_path), "-o", str(Path(tmp) / "out"), "--quiet"]
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if r.returncode != 0:
-            log(f"command failed ({r.returncode}): {r.stderr.strip()[-500:]}")
-            return None
-        mp4 = Path(tmp) / "out" / "speech60.mp4"
-        size = mp4.stat().st_size
-        from tf_talkface.face.landmarks import video_info
-
-        info = video_info(mp4, count_frames=False)
-    log(f"whole command on {seconds:.0f} s of speech ({src.name} repeated), photo "
-        f"{photo_path.name}: {wall:.1f} s wall = RTF {wall / seconds:.3f} "
-        f"({seconds / wall:.1f}x real time); mp4 {info['width']}x{info['height']}, "
-        f"{info['duration']:.2f} s, {size / 1e6:.1f} MB")
-    log("  " + " ".join(cmd[1:]))
-    return wall
+        for size in sizes:
+            out = Path(tmp) / f"out{size}"
+            cmd = [sys.executable, "-m", "tf_talkface.generate", "-i", str(wav), "--image",
+                   str(photo_path), "-o", str(out), "--quiet"] + (["--size", str(size)] if size else [])
+            t0 = time.perf_counter()
+            r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            if r.returncode != 0:
+                log(f"command failed ({r.returncode}): {r.stderr.strip()[-500:]}")
+                continue
+            mp4 = out / "speech60.mp4"
+            info = video_info(mp4, count_frames=False)
+            walls[size] = wall
+            log(f"whole command on {seconds:.0f} s of speech ({src.name} repeated), photo "
+                f"{photo_path.name} -> {info['width']}x{info['height']}: {wall:.1f} s wall = RTF "
+                f"{wall / seconds:.3f} ({seconds / wall:.1f}x real time); mp4 "
+                f"{info['duration']:.2f} s, {mp4.stat().st_size / 1e6:.1f} MB; load average "
+                f"{os.getloadavg()[0]:.1f}")
+            log("  " + " ".join(["python"] + cmd[1:]))
+    return walls
 
 
 def main(argv=None) -> int:

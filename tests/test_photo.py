@@ -677,3 +677,14 @@ def test_frames_are_lazy_bounded_memory(example, neutral, tmp_path):
     t0 = time.perf_counter()
     first = list(itertools.islice(A.animate_photo(example, mm, neutral), 30))
     assert len(first) == 30 and time.perf_counter() - t0 < 20
+
+
+def test_mp4_writer_preset(tmp_path):
+    from tf_talkface.viz.video_io import write_video
+
+    frames = [np.full((64, 64, 3), v, np.uint8) for v in range(0, 250, 10)]
+    A.write_mp4(tmp_path / "a.mp4", iter(frames))              # veryfast, no sound
+    assert _media(tmp_path / "a.mp4")["n_frames"] == len(frames)
+    with pytest.raises(ValueError, match="preset"):
+        write_video(tmp_path / "b.mp4", iter(frames), preset="warp9")
+    assert not (tmp_path / "b.mp4").exists()

@@ -44,6 +44,8 @@ __all__ = ["AnimationSettings", "PhotoStream", "add_photo_arguments", "settings_
            "write_talking_photo", "write_mp4", "mouth_opening"]
 
 _INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
+ENCODER_PRESET = "veryfast"
+"""libx264 preset of the talking-photo mp4s (1.8x ``medium``'s speed at 1080p here)."""
 OPEN_MOUTH_RATIO = 0.08
 """A photo whose inner-lip gap exceeds this fraction of the mouth width is closed first."""
 
@@ -295,16 +297,25 @@ class MouthPainter:
 
     Two textures:
 
-    * ``photo``: the photo's own mouth interior (when its mouth was open: real teeth). The
-      interior of the photo's inner-lip polygon is mapped into the frame's opening in two
-      bands: the upper half keeps its height under the upper lip, the lower half above the lower
-      lip (teeth move with their lips, never stretched), and the gap between them, when the
-      frame's opening is larger than the photo's, is the darkest colour of the photo's mouth.
-    * ``synthetic``: a dark cavity (lighter at the rim) with an upper teeth band hanging from
-      the upper lip (16% of the mouth width, tapering to the corners, shaded towards the
-      corners) and a dimmer lower band (9%), colours scaled to the photo's skin brightness.
+    * ``photo``: the photo's own mouth interior, used when its mouth was open with teeth
+      showing (inner-lip gap >= 12% of the mouth width and >= 20% of the opening teeth-like,
+      :func:`teeth_fraction`). The interior of the photo's inner-lip polygon is mapped into the
+      frame's opening in two bands: the upper half keeps its height under the upper lip, the
+      lower half above the lower lip (teeth move with their lips, never stretched, squashed at
+      most 3x: a smaller opening shows only the part nearest each lip), the gap between them,
+      when the frame's opening is larger than the photo's, in the darkest tenth's colour of the
+      photo's mouth; the teeth fade in as the lips part (fully at 8% of the mouth width).
+    * ``synthetic``: smooth bands in the mouth's own axes: a cavity in the lips' own colour
+      (0.8x near the lips, down to 0.35x deep inside and towards the corners; GRID frames'
+      open mouths measure ~0.8x / 0.6x), an upper teeth band hanging from the upper lip (10% of
+      the mouth width, at most 45% of the opening, tapering to the canines, shaded under the
+      lip) and a dimmer lower band (5%, central half); the teeth colour is the photo's eye
+      white (:func:`eye_white`: it follows the lighting, not the skin tone), and teeth fade in
+      small mouths (35% visible at a 35-px mouth, as in GRID's video).
 
-    Both are composited with a Gaussian-feathered mask (sigma ~ 0.8% of the eye distance).
+    Both are composited with a Gaussian-feathered mask (sigma ~ 0.8% of the eye distance)
+    that covers the whole polygon (alpha = min(1, 2 x blurred mask)), faded in over the first
+    4% of the mouth width of opening (lips just parting show the dark seam, not paint).
     Source: docs/photo_animation.md (mouth interior); learned systems (Wav2Lip, SadTalker,
     MakeItTalk) hallucinate the interior and only LiveSpeechPortraits uses real images of the
     person for teeth -- the ``photo`` texture is the classical version of that.
@@ -327,7 +338,6 @@ class MouthPainter:
         white_lum = float(white @ np.array([0.299, 0.587, 0.114]))
         if white_lum < 1.15 * skin_lum:      # eyes too small to see their whites: lift
             white = white * (1.15 * skin_lum / max(white_lum, 1.0))
-        light = float(np.clip(float(white @ np.array([0.299, 0.587, 0.114])) / 215.0, 0.35, 1.15))
         grey = float(white.mean())
         self.lips = lip_colour(image, p)
         self.cavity = 0.4 * self.lips
@@ -363,11 +373,10 @@ class MouthPainter:
         uv = (poly - p[60]) @ np.stack([self.right, self.down], axis=1)
         u0, v0 = uv.min(axis=0) - 2
         u1, v1 = uv.max(axis=0) + 2
-        scale = 1.0
         w, h = int(np.ceil(u1 - u0)), int(np.ceil(v1 - v0))
         a = np.stack([self.right, self.down], axis=1)  # columns: patch axes in image pixels
         org = p[60] + a @ np.array([u0, v0])
-        fwd = np.hstack([a * scale, org[:, None]])        # patch (u, v) -> image (x, y)
+        fwd = np.hstack([a, org[:, None]])                # patch (u, v) -> image (x, y)
         patch = cv2.warpAffine(image, fwd, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REFLECT_101)
         inside = _polygon_mask((h, w), [uv - (u0, v0)], 0.0) > 0.5
@@ -376,13 +385,6 @@ class MouthPainter:
         self.dark = np.median(dark, axis=0) if dark is not None and len(dark) else self.cavity
         self.texture = patch
         self.tex_uv = uv - (u0, v0)          # polygon 60..67 in patch coordinates
-        self.tex_gap = gap
-
-    @staticmethod
-    def _band_affines(src_tri: np.ndarray, dst_tri: np.ndarray) -> np.ndarray:
-        import cv2
-
-        return cv2.getAffineTransform(dst_tri.astype(np.float32), src_tri.astype(np.float32))
 
     def paint(self, frame: np.ndarray, points: np.ndarray) -> None:
         """Paint the opening of ``points`` (68, 2) into ``frame`` (uint8 (H, W, 3)) in place."""
@@ -406,7 +408,13 @@ class MouthPainter:
             layer = self._photo_layer(q, shape)
         else:
             layer = self._synthetic_layer(q, shape)
-        alpha = np.minimum(2.0 * _polygon_mask(shape, [q[60:68]], self.sigma), 1.0)[:, :, None]
+        # lips just parting show a dark line, not a painted mouth: fade in over the first 4% of
+        # the mouth width (from a 0.5-px gap)
+        width = abs(float(np.dot(q[64] - q[60], self.right)))
+        fade = float(np.clip((gaps.max() - 0.5) / max(0.04 * width, 1.0), 0, 1))
+        if fade <= 0:
+            return
+        alpha = fade * np.minimum(2.0 * _polygon_mask(shape, [q[60:68]], self.sigma), 1.0)[:, :, None]
         roi = frame[y0:y1, x0:x1]
         roi[:] = np.clip(roi * (1.0 - alpha) + layer * alpha + 0.5, 0, 255).astype(np.uint8)
 
@@ -456,7 +464,7 @@ class MouthPainter:
         layer += au_[:, :, None] * (col_u - layer)
         import cv2
 
-        return cv2.GaussianBlur(layer, (0, 0), max(0.7, 1.2 * self.sigma))
+        return cv2.GaussianBlur(layer, (0, 0), max(0.7, 1.2 * self.sigma))  # camera softness
 
     def _photo_layer(self, q: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """Upper half of the photo's mouth attached to the upper lip, lower half to the lower
@@ -476,12 +484,18 @@ class MouthPainter:
         # half of the frame's own gap
         frame_gap = np.array([0.0] + [float(np.dot(q[lo] - q[up], self.down))
                                       for up, lo in _INNER_PAIRS] + [0.0])
-        src_half = np.array([np.dot(m - u, self.down_uv) for m, u in zip(mid_src, up_src)])
+        src_half = (mid_src - up_src)[:, 1]          # the patch's v axis is the face's down
         keep = np.minimum(src_half, np.clip(frame_gap, 0, None) / 2)
+        # each band shows the part of the photo's mouth nearest its lip: squashed at most 3x
+        # (a smaller opening cuts it instead of squashing it into stripes)
+        down_uv = np.array([0.0, 1.0])
+        src_keep = np.minimum(src_half, 3.0 * keep)
+        up_cut = up_src + src_keep[:, None] * down_uv[None]
+        lo_cut = lo_src - src_keep[:, None] * down_uv[None]
         up_mid = up_dst + keep[:, None] * self.down[None]
         lo_mid = lo_dst - keep[:, None] * self.down[None]
-        for s_top, s_bot, d_top, d_bot in ((up_src, mid_src, up_dst, up_mid),
-                                           (lo_src, mid_src, lo_dst, lo_mid)):
+        for s_top, s_bot, d_top, d_bot in ((up_src, up_cut, up_dst, up_mid),
+                                           (lo_src, lo_cut, lo_dst, lo_mid)):
             for i in range(4):
                 quad_s = np.array([s_top[i], s_top[i + 1], s_bot[i + 1], s_bot[i]])
                 quad_d = np.array([d_top[i], d_top[i + 1], d_bot[i + 1], d_bot[i]])
@@ -490,18 +504,16 @@ class MouthPainter:
                     e1, e2 = td[1] - td[0], td[2] - td[0]
                     if abs(e1[0] * e2[1] - e1[1] * e2[0]) < 0.5:
                         continue
-                    m_aff = self._band_affines(ts, td)
+                    m_aff = cv2.getAffineTransform(td.astype(np.float32), ts.astype(np.float32))
                     warped = cv2.warpAffine(self.texture, m_aff, (ww, hh),
                                             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                             borderMode=cv2.BORDER_REFLECT_101)
                     mk = _polygon_mask(shape, [td], 0.0)[:, :, None]
                     layer = layer * (1 - mk) + warped.astype(np.float32) * mk
-        return layer
-
-    @property
-    def down_uv(self) -> np.ndarray:
-        """The down axis in patch coordinates (u, v) = (0, 1)."""
-        return np.array([0.0, 1.0])
+        # the teeth come into view as the lips part (full at 8% of the mouth width)
+        width = abs(float(np.dot(q[64] - q[60], self.right)))
+        t = float(np.clip(frame_gap.max() / max(0.08 * width, 1.0), 0, 1))
+        return t * layer + (1 - t) * np.asarray(self.dark, np.float32)
 
 
 class EyePainter:
@@ -889,12 +901,13 @@ def write_mp4(path: str | os.PathLike, frames: Iterable[np.ndarray], audio=None,
     """Encode RGB frames at 25 fps (+ optional sound) to an H.264/AAC mp4, atomically.
 
     The one place the talking photo reaches the project's mp4 writer
-    (:func:`tf_talkface.viz.video_io.write_video`).
+    (:func:`tf_talkface.viz.video_io.write_video`), with libx264's ``veryfast`` preset: at
+    1080p the encoder, not the renderer, is the bottleneck (docs/performance.md).
     """
     from tf_talkface.viz.video_io import write_video
 
     return write_video(path, frames, fps=FPS, audio=audio, sample_rate=sample_rate,
-                       n_frames=n_frames, progress=progress)
+                       n_frames=n_frames, progress=progress, preset=ENCODER_PRESET)
 
 
 def write_talking_photo(photo: Photo | str | os.PathLike, landmarks: np.ndarray,
