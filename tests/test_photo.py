@@ -183,7 +183,20 @@ def test_bad_inputs_one_line_errors(example_rgb, tmp_path, monkeypatch):
     f = _write(tmp_path / "small.png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     msg = _err(f)
     assert "too small" in msg or "no face" in msg
-    # a huge image (limit lowered so the test stays small)
+    # a huge image: a PNG header claiming 20000 x 20000 (nothing is decoded) ...
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0)
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                                        + chunk(b"IDAT", zlib.compress(b"\0" * 100))
+                                        + chunk(b"IEND", b""))
+    assert "too large" in _err(tmp_path / "bomb.png")
+    # ... and a real one over a lowered limit
     monkeypatch.setattr(P, "MAX_PIXELS", 100_000)
     big = _write(tmp_path / "huge.png", cv2.cvtColor(example_rgb, cv2.COLOR_RGB2BGR))
     assert "too large" in _err(big)

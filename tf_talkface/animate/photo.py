@@ -159,17 +159,23 @@ def read_image(path: str | os.PathLike, max_side_needed: int | None = None) -> n
     import cv2
     from PIL import Image, UnidentifiedImageError
 
+    import warnings
+
     path = Path(path)
     check_input_file(path, PhotoError)
-    Image.MAX_IMAGE_PIXELS = None  # our own limit below, with a clear message
     orientation, fmt, size = 1, None, None
     try:
-        with Image.open(path) as im:
-            size, fmt = im.size, im.format
-            try:
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-            except Exception:  # noqa: BLE001 - broken EXIF: ignore it
-                orientation = 1
+        with warnings.catch_warnings():   # our own limit below, with a clear message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                size, fmt = im.size, im.format
+                try:
+                    orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                except Exception:  # noqa: BLE001 - broken EXIF: ignore it
+                    orientation = 1
+    except Image.DecompressionBombError as e:
+        raise PhotoError(f"{path}: image too large ({e}); the limit is "
+                         f"{MAX_PIXELS / 1e6:.0f} MP") from None
     except UnidentifiedImageError:
         pass  # maybe OpenCV knows it
     except OSError as e:
