@@ -36,7 +36,7 @@ from tf_talkface.resources import shared_data_dir  # noqa: E402
 from tf_talkface.saved_model import load_model  # noqa: E402
 from tf_talkface.viz.video_io import write_png  # noqa: E402
 
-TILE_H = 200
+TILE_H = 160
 
 
 def _frame_of(video: Path, index: int | None) -> np.ndarray:
