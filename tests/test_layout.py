@@ -24,14 +24,14 @@ REPO = PKG_DIR.parent
 PKG = PKG_DIR.name
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("settings", ("config", "resources", "atomic", "console")),
+    ("settings", ("config", "resources", "atomic", "console", "assets")),
     ("audio/face", ("audio", "face")),
     ("data", ("data", "prepare", "files")),
     ("models/losses", ("models", "metrics")),
     ("training", ("train",)),
-    ("serving/inference", ("card", "streamer", "stream_graph", "export", "saved_model", "stream")),
-    ("animation/evaluation/drawing", ("viz", "evaluate", "replicate")),
-    ("CLIs", ("generate", "client")),
+    ("serving/inference", ("card", "streamer", "stream_graph", "export", "saved_model")),
+    ("animation/evaluation/drawing", ("viz", "animate", "evaluate", "replicate")),
+    ("CLIs", ("stream", "generate", "client")),
 ]
 """The layer order, lowest first: a module may import only from its own layer or the ones above
 it in this list (within a layer, the cycle test keeps the arrows one way). Each entry names a

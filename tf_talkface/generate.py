@@ -9,6 +9,12 @@ model is given) and writes, per input ``NAME``:
 - ``NAME.mp4``: H.264 video at 25 fps of the face (``--video painted|lines|3d``) with the input
   sound muxed as AAC, starting together (:mod:`tf_talkface.viz.render`).
 
+``--image PHOTO`` (issue 13): ``NAME.mp4`` is that photo speaking instead of a drawing, at the
+photo's own framing and resolution (capped at 1080p, ``--size``), with head motion
+(``--still``, ``--head-motion``), blinks (``--no-blink``), ``--lip-gain``, ``--face-index``,
+``--crop`` and ``--seed``; one photo for all inputs (:mod:`tf_talkface.animate`). ``-i example``
+and ``--image example`` name the bundled examples (:mod:`tf_talkface.assets`).
+
 ``--save-npy`` is the replication toolkit's "save prediction" mode: ``NAME.npy`` plus the speech
 as ``NAME.wav`` (the pair ``--load-npy`` reads back), no video unless ``--video`` is given.
 ``--load-npy`` animates externally created ``.npy`` files paired with a ``.wav`` of the same name.
@@ -48,6 +54,8 @@ __all__ = ["AUDIO_EXTENSIONS", "VIDEO_STYLES", "GenerateError", "Report", "find_
            "main"]
 
 VIDEO_STYLES = ("painted", "lines", "3d", "none")
+LANDMARK_VIDEO_SIZE = 512
+"""Default ``--size`` of the landmark drawings (width = height)."""
 VIDEO_AUDIO_RATE = 44100
 """Sample rate (Hz) of the sound muxed into the videos (the model may hear 8 kHz)."""
 
@@ -70,8 +78,9 @@ class Report:
 
 def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str | os.PathLike,
                   audio: np.ndarray | None, sample_rate: int | None, video: str = "painted",
-                  npy: bool = True, wav: bool = False, size: int = 512,
-                  progress: bool = False) -> dict[str, Path]:
+                  npy: bool = True, wav: bool = False, size: int = LANDMARK_VIDEO_SIZE,
+                  progress: bool = False, animator=None,
+                  energy: np.ndarray | None = None) -> dict[str, Path]:
     """Write the outputs of one input (shared by ``generate`` and the TF Serving client).
 
     Args:
@@ -81,7 +90,11 @@ def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str |
             written as the ``.wav``; ``None`` = a silent video.
         video: ``painted``, ``lines``, ``3d`` (D = 3 only) or ``none``.
         npy, wav: write ``name.npy`` / ``name.wav``.
-        size: video width = height in pixels.
+        size: video width = height in pixels (landmark drawings).
+        animator: a :class:`tf_talkface.animate.animator.PhotoAnimator`: the mp4 is its photo
+            driven by ``landmarks`` (``video`` must not be ``none``; its style is not used).
+        energy: float (frames,) speech energy 0-1 for the photo's head motion
+            (:func:`tf_talkface.animate.motion.frame_energy`).
 
     All outputs are first written into a hidden staging folder beside them and moved into place
     together at the end, so a failure (a full disk while encoding the video) leaves the previous
@@ -113,7 +126,13 @@ def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str |
             staged["npy"] = save_npy(output_path(inner, ".npy"), lm)
         if wav and audio is not None:
             staged["wav"] = write_wav(output_path(inner, ".wav"), audio, int(sample_rate))
-        if video != "none":
+        if video != "none" and animator is not None:
+            from tf_talkface.animate.animator import write_mp4
+
+            staged["mp4"] = write_mp4(output_path(inner, ".mp4"), animator.frames(lm, energy),
+                                      audio=audio, sample_rate=sample_rate, n_frames=len(lm),
+                                      progress=progress)
+        elif video != "none":
             staged["mp4"] = render_video(lm, output_path(inner, ".mp4"), audio=audio,
                                          sample_rate=sample_rate, style=video, size=(size, size),
                                          progress=progress)
@@ -126,8 +145,10 @@ def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str |
     return written
 
 
-def _predict(model: LoadedModel, path: Path, allow_silent: bool) -> tuple[np.ndarray, str]:
-    """Landmarks of one audio file with ``model`` (or the neutral face for silent input)."""
+def _predict(model: LoadedModel, path: Path, allow_silent: bool,
+             silent_face: np.ndarray | None = None) -> tuple[np.ndarray, str, np.ndarray]:
+    """Landmarks of one audio file with ``model`` (or ``silent_face`` (68, 2), default the card's
+    neutral face, repeated for silent input), a note, and the waveform at the model's rate."""
     try:
         y = load_audio(path, model.sample_rate)
     except AudioError as e:
@@ -140,9 +161,12 @@ def _predict(model: LoadedModel, path: Path, allow_silent: bool) -> tuple[np.nda
         if not allow_silent:
             raise GenerateError(f"{path}: the audio is silent ({rms_dbfs(y):.0f} dBFS); nothing to "
                                 "animate (pass --allow-silent to render a neutral face)")
-        return model.neutral_face(model.frames_for_samples(len(y))), "neutral face (silent input)"
+        n = model.frames_for_samples(len(y))
+        face = model.neutral_face(n) if silent_face is None else \
+            np.repeat(np.asarray(silent_face, np.float32)[None], n, axis=0)
+        return face, "neutral face (silent input)", y
     try:
-        return model.predict(y), ""
+        return model.predict(y), "", y
     except ModelError as e:
         raise GenerateError(f"{path}: {e}") from None
 
@@ -154,31 +178,46 @@ def _outputs_exist(out_dir: Path, stem: Path, npy: bool, wav: bool, video: str) 
 
 def generate_file(path: str | os.PathLike, model: LoadedModel, out_dir: str | os.PathLike,
                   name: str | os.PathLike | None = None, video: str = "painted",
-                  save_npy_mode: bool = False, allow_silent: bool = False, size: int = 512,
-                  progress: bool = False) -> dict[str, Path]:
+                  save_npy_mode: bool = False, allow_silent: bool = False,
+                  size: int = LANDMARK_VIDEO_SIZE, progress: bool = False,
+                  animator=None) -> dict[str, Path]:
     """Animate one speech file with a loaded model; see :func:`write_outputs` for the outputs.
 
     ``save_npy_mode``: write ``NAME.npy`` + ``NAME.wav`` (the speech at the model's rate) and no
-    video unless ``video`` is not ``"none"``.
+    video unless ``video`` is not ``"none"``. ``animator``: a
+    :class:`~tf_talkface.animate.animator.PhotoAnimator` whose neutral is this model's
+    (:func:`~tf_talkface.animate.motion.model_neutral`): the mp4 is the photo speaking, its head
+    motion driven by the speech energy at the model's rate (as ``stream --image``); silent input
+    (with ``allow_silent``) shows the photo at rest.
 
     Raises:
         GenerateError: unreadable/empty/too-short audio, or silent audio without ``allow_silent``.
     """
     path = Path(path)
-    lm, _ = _predict(model, path, allow_silent)
+    silent_face = animator.transfer.neutral if animator is not None else None
+    lm, _, y = _predict(model, path, allow_silent, silent_face)
     try:
         audio = load_audio(path, VIDEO_AUDIO_RATE) if (video != "none" or save_npy_mode) else None
     except AudioError as e:
         raise GenerateError(str(e)) from None
+    energy = None
+    if animator is not None:
+        from tf_talkface.animate.motion import frame_energy
+
+        energy = frame_energy(y, model.sample_rate, len(lm))
     return write_outputs(lm, out_dir, name or path.stem, audio, VIDEO_AUDIO_RATE, video=video,
-                         npy=True, wav=save_npy_mode, size=size, progress=progress)
+                         npy=True, wav=save_npy_mode, size=size, progress=progress,
+                         animator=animator, energy=energy)
 
 
 def animate_file(npy_path: str | os.PathLike, out_dir: str | os.PathLike,
-                 name: str | os.PathLike | None = None, video: str = "painted", size: int = 512,
-                 progress: bool = False) -> dict[str, Path]:
+                 name: str | os.PathLike | None = None, video: str = "painted",
+                 size: int = LANDMARK_VIDEO_SIZE, progress: bool = False,
+                 animator=None) -> dict[str, Path]:
     """``--load-npy``: animate external landmarks ``NAME.npy`` with the sound of ``NAME.wav``
-    beside it (the replication toolkit's ``--load_prediction``).
+    beside it (the replication toolkit's ``--load_prediction``). With ``animator`` (a
+    :class:`~tf_talkface.animate.animator.PhotoAnimator`) the photo speaks; its neutral is then
+    the sequence's own closed-mouth frame (any landmark model works).
 
     The landmarks and the sound must last as long (25 fps; within 2 frames or 5%): 20 frames
     beside 6 s of audio is an error, not a 0.8-s video.
@@ -203,37 +242,80 @@ def animate_file(npy_path: str | os.PathLike, out_dir: str | os.PathLike,
         raise GenerateError(f"{npy_path}: {len(lm)} frames ({lm_seconds:.2f} s at 25 fps) but "
                             f"{wav.name} lasts {seconds:.2f} s; the landmarks do not belong to "
                             "this sound (or are not at 25 fps)")
+    energy = None
+    if animator is not None:
+        from tf_talkface.animate.motion import frame_energy
+        from tf_talkface.face.normalize import closed_mouth_frame
+
+        animator.set_neutral(lm[closed_mouth_frame(lm[..., :2])][..., :2])
+        energy = frame_energy(audio, VIDEO_AUDIO_RATE, len(lm))
     return write_outputs(lm, out_dir, name or npy_path.stem, audio, VIDEO_AUDIO_RATE, video=video,
-                         npy=False, size=size, progress=progress)
+                         npy=False, size=size, progress=progress, animator=animator,
+                         energy=energy)
+
+
+def _load_photo_async(image, size: int, crop: float | None, face_index: int):
+    """Start loading the photo (decode, dlib) and compiling the warper in a thread while the
+    model loads; returns a future of the :class:`~tf_talkface.animate.photo.Photo`."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def job():
+        from tf_talkface.animate.photo import load_photo
+        from tf_talkface.animate.photo_warp import warm_up
+
+        photo = load_photo(image, size=size, crop=crop, face_index=face_index)
+        warm_up()
+        return photo
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="photo")
+    fut = pool.submit(job)
+    pool.shutdown(wait=False)
+    return fut
 
 
 def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
              model: str | os.PathLike | LoadedModel | None = None, video: str | None = None,
              save_npy_mode: bool = False, load_npy_mode: bool = False, allow_silent: bool = False,
-             overwrite: bool = False, size: int = 512, progress: bool = True) -> Report:
+             overwrite: bool = False, size: int | None = None, progress: bool = True,
+             image: str | os.PathLike | None = None, animation=None, crop: float | None = None,
+             face_index: int = 0) -> Report:
     """Animate a file or a folder of files (the CLI's library function).
 
     Args:
         inputs: a speech/video file or a folder (recursive); with ``load_npy_mode`` a ``.npy``
-            file or a folder of ``.npy`` + ``.wav`` pairs.
+            file or a folder of ``.npy`` + ``.wav`` pairs; ``"example"`` = the bundled example
+            speech.
         out_dir: output folder (created).
         model: exported model folder, a :class:`LoadedModel`, or ``None`` for the bundled default.
         video: ``painted``/``lines``/``3d``/``none``; default ``painted`` (``none`` with
-            ``save_npy_mode``).
+            ``save_npy_mode``). Not used with ``image`` (must not be ``none`` then).
         overwrite: redo inputs whose outputs exist (default: skip them, so a run resumes).
+        size: landmark drawings: width = height (default 512); ``image``: cap of the output's
+            shorter side (default 1080; see :func:`tf_talkface.animate.photo.output_size`).
+        image: a photo (``"example"`` = the bundled portrait): every ``NAME.mp4`` is this photo
+            speaking (:mod:`tf_talkface.animate`).
+        animation: :class:`tf_talkface.animate.animator.AnimationSettings` for ``image``.
+        crop, face_index: see :func:`tf_talkface.animate.photo.load_photo`.
 
     Returns:
         a :class:`Report`; per-file problems are collected in ``report.failed``.
 
     Raises:
-        GenerateError: no inputs, or a bad video style. ModelError: the model cannot be loaded.
+        GenerateError: no inputs, a bad video style, or a photo that cannot be animated (the
+            message names the photo). ModelError: the model cannot be loaded.
     """
+    from tf_talkface.assets import resolve
+
+    if image is not None and video is not None and video != "painted":
+        raise GenerateError(f"--image renders the photo; --video {video} does not apply "
+                            "(drop one of them)")
     if video is None:
-        video = "none" if save_npy_mode else "painted"
+        video = "none" if (save_npy_mode and image is None) else "painted"
     if video not in VIDEO_STYLES:
         raise GenerateError(f"unknown video style {video!r}; choose one of {', '.join(VIDEO_STYLES)}")
     if load_npy_mode and save_npy_mode:
         raise GenerateError("--load-npy and --save-npy exclude each other")
+    inputs = resolve(inputs, "speech")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise GenerateError(f"{out}: -o must be a folder (outputs are NAME.npy/NAME.mp4 in it); "
@@ -241,8 +323,32 @@ def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
     items = find_inputs(inputs, (".npy",) if load_npy_mode else AUDIO_EXTENSIONS)
     if load_npy_mode and any(f.suffix.lower() != ".npy" for f, _ in items):
         raise GenerateError(f"{inputs}: --load-npy expects a .npy file or a folder of them")
+    photo = None
+    if image is not None:
+        from tf_talkface.animate.photo import DEFAULT_SIZE
+
+        photo = _load_photo_async(resolve(image, "photo"), size or DEFAULT_SIZE, crop, face_index)
     if not load_npy_mode and not isinstance(model, LoadedModel):
         model = load_model(model)
+    animator = None
+    if photo is not None:
+        from tf_talkface.animate.animator import PhotoAnimator
+        from tf_talkface.animate.motion import model_neutral
+        from tf_talkface.animate.photo import PhotoError
+        from tf_talkface.animate.photo_warp import MeshError
+
+        try:
+            loaded = photo.result()
+            # --load-npy: each input sets its own neutral (animate_file); the photo's points
+            # stand in until then
+            neutral = model_neutral(model) if not load_npy_mode else loaded.points
+            animator = PhotoAnimator(loaded, neutral, animation)
+        except (PhotoError, MeshError) as e:
+            raise GenerateError(str(e) if isinstance(e, PhotoError) else
+                                f"{image}: {e}") from None
+        for note in loaded.notes:
+            print(f"generate: {loaded.path}: {note}", file=sys.stderr)
+    size = LANDMARK_VIDEO_SIZE if size is None else size
     report = Report()
     from tqdm.auto import tqdm
 
@@ -257,11 +363,13 @@ def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", AudioWarning)
                 if load_npy_mode:
-                    report.written[path] = animate_file(path, out, stem, video, size)
+                    report.written[path] = animate_file(path, out, stem, video, size,
+                                                        animator=animator)
                 else:
                     report.written[path] = generate_file(path, model, out, stem, video,
                                                          save_npy_mode, allow_silent, size,
-                                                         progress=len(items) == 1 and progress)
+                                                         progress=len(items) == 1 and progress,
+                                                         animator=animator)
             report.warnings.extend(dict.fromkeys(str(w.message) for w in caught
                                                  if issubclass(w.category, AudioWarning)))
         except GenerateError as e:
@@ -279,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Animate a 68-point face from speech: NAME.npy landmarks (25 fps) + NAME.mp4 "
                     "with the sound. Uses the bundled default model unless -m is given.")
     p.add_argument("-i", "--input", required=True,
-                   help="speech/video file or folder (recursive); with --load-npy: .npy file or folder")
+                   help="speech/video file or folder (recursive); with --load-npy: .npy file or "
+                        "folder; 'example' = the bundled example sentence")
     p.add_argument("-m", "--model", help="exported model: saved_models/NAME[/VERSION] "
                                          "(default: the bundled saved_models/cnn_nr_grid_s1)")
     p.add_argument("-o", "--out", required=True, help="output folder")
@@ -290,11 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="animate external NAME.npy (frames, 68, 2|3) with NAME.wav beside it")
     p.add_argument("--video", choices=VIDEO_STYLES,
                    help="video style (default painted; none with --save-npy)")
-    p.add_argument("--size", type=int, default=512, help="video width = height in pixels (512)")
+    p.add_argument("--size", type=int, default=None,
+                   help="landmark drawings: width = height in pixels (default 512); --image: cap "
+                        "of the video's shorter side (default 1080; never upscaled)")
     p.add_argument("--allow-silent", action="store_true",
                    help="render a neutral face for silent input instead of failing")
     p.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    from tf_talkface.animate.animator import add_photo_arguments
+
+    add_photo_arguments(p)
     return p
 
 
@@ -312,13 +426,24 @@ def _opening_note(files: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.size < 64 or args.size % 16:
+    from tf_talkface.animate.animator import settings_from_args
+
+    if args.image is None and args.size is not None and (args.size < 64 or args.size % 16):
         print("generate: error: --size must be a multiple of 16, at least 64", file=sys.stderr)
+        return 2
+    if args.image is not None and args.size is not None and args.size < 64:
+        print("generate: error: --size must be at least 64 with --image", file=sys.stderr)
+        return 2
+    try:
+        animation = settings_from_args(args)
+    except ValueError as e:
+        print(f"generate: error: {e}", file=sys.stderr)
         return 2
     try:
         report = generate(args.input, args.out, args.model, args.video, args.save_npy,
                           args.load_npy, args.allow_silent, args.overwrite, args.size,
-                          progress=not args.quiet)
+                          progress=not args.quiet, image=args.image, animation=animation,
+                          crop=args.crop, face_index=args.face_index)
     except (GenerateError, ModelError) as e:
         print(f"generate: error: {e}", file=sys.stderr)
         return 1

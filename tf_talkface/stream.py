@@ -1,6 +1,13 @@
 """Streaming inference: audio chunks in, landmark frames out as soon as they are determined.
 
 ``python -m tf_talkface.stream [-m MODEL] -i WAV|- [--chunk 640] -o OUT.npy [--peak P]``
+``[--image PHOTO (--video OUT.mp4 | --frames DIR) [--still] [--no-blink] ...]``
+
+With ``--image`` the photo speaks as the audio arrives: each landmark frame is rendered
+(:class:`tf_talkface.animate.animator.PhotoStream`) and sent to the mp4 encoder and/or written
+as ``DIR/frame_NNNNNN.png`` at once; the frames equal offline rendering of the streamed
+landmarks (tested). The mp4 carries the input's sound (not for ``-i -``: stdin audio is not
+kept).
 
 Library::
 
@@ -535,7 +542,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak", type=float, default=1.0,
                    help="CNN models: fixed peak normalisation (default 1.0 = full scale)")
     p.add_argument("-v", "--verbose", action="store_true", help="print frames emitted per chunk")
+    from tf_talkface.animate.animator import add_photo_arguments
+
+    add_photo_arguments(p)
+    g = p.add_argument_group("talking photo output (with --image)")
+    g.add_argument("--video", metavar="OUT.mp4", help="write the photo frames to this mp4 as "
+                                                      "they are rendered (with the input's sound)")
+    g.add_argument("--frames", metavar="DIR", help="write each photo frame as DIR/frame_NNNNNN.png "
+                                                   "as soon as it is rendered")
+    g.add_argument("--size", type=int, default=None,
+                   help="cap of the video's shorter side in pixels (default 1080)")
     return p
+
+
+def _photo_session(args, s):
+    """The :class:`~tf_talkface.animate.animator.PhotoStream` for ``--image`` (photo loaded,
+    neutral = the streamer's own output for silence)."""
+    from tf_talkface.animate.animator import PhotoAnimator, PhotoStream, settings_from_args
+    from tf_talkface.animate.motion import model_neutral
+    from tf_talkface.animate.photo import DEFAULT_SIZE, load_photo
+    from tf_talkface.assets import resolve
+
+    photo = load_photo(resolve(args.image, "photo"), size=args.size or DEFAULT_SIZE,
+                       crop=args.crop, face_index=args.face_index)
+    for note in photo.notes:
+        print(f"stream: {photo.path}: {note}", file=sys.stderr)
+    anim = PhotoAnimator(photo, model_neutral(s), settings_from_args(args))
+    return PhotoStream(s, anim)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -548,9 +581,25 @@ def main(argv: list[str] | None = None) -> int:
     if not np.isfinite(args.peak) or args.peak <= 0:
         print("stream: error: --peak must be a finite number > 0", file=sys.stderr)
         return 2
+    if args.image is None and (args.video or args.frames):
+        print("stream: error: --video/--frames need --image PHOTO", file=sys.stderr)
+        return 2
+    if args.image is not None and not (args.video or args.frames):
+        print("stream: error: --image needs --video OUT.mp4 and/or --frames DIR", file=sys.stderr)
+        return 2
+    if args.video and not args.video.lower().endswith(".mp4"):
+        print("stream: error: --video must end in .mp4", file=sys.stderr)
+        return 2
+    if args.size is not None and args.size < 64:
+        print("stream: error: --size must be at least 64", file=sys.stderr)
+        return 2
+    from tf_talkface.assets import resolve
+
+    args.input = args.input if args.input == "-" else str(resolve(args.input, "speech"))
     try:
         s = open_streamer(args.model, peak=args.peak)
-    except (ExportError, ModelError, ValueError) as e:
+        ps = _photo_session(args, s) if args.image is not None else None
+    except (ExportError, ModelError, ValueError) as e:   # PhotoError/MeshError are ValueErrors
         print(f"stream: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:
@@ -560,7 +609,23 @@ def main(argv: list[str] | None = None) -> int:
     src = (_chunks_from_stdin(args.format, args.chunk) if args.input == "-"
            else _chunks_from_wav(args.input, s.sample_rate, args.chunk))
     out = []
-    try:
+    n_written = [0]
+
+    def sink(frames):
+        """--frames: each photo frame written as a PNG the moment it is rendered."""
+        if args.frames:
+            from tf_talkface.viz.video_io import write_png
+
+            for fr in frames:
+                write_png(Path(args.frames) / f"frame_{n_written[0]:06d}.png", fr)
+                n_written[0] += 1
+        else:
+            n_written[0] += len(frames)
+        return frames
+
+    def run():
+        """Push every chunk (and flush); yield the photo frames as they are rendered."""
+        nonlocal src
         with warnings.catch_warnings(record=True) as caught:  # a truncated file: one line
             warnings.simplefilter("always", AudioWarning)
             first = next(src, None)  # file input: decodes it (AudioError below)
@@ -573,23 +638,43 @@ def main(argv: list[str] | None = None) -> int:
                 bad = int(np.count_nonzero(~np.isfinite(x)))
                 raise AudioError(f"{where}: chunk {i} holds {bad} NaN/Inf sample(s); refusing "
                                  "non-finite audio (no output written)")
-            f = s.push(x)
+            if ps is None:
+                f = s.push(x)
+            else:
+                f, frames = ps.push(x)
+                yield from sink(frames)
             out.append(f)
             if args.verbose:
                 print(f"chunk {i}: {len(x)} samples -> {len(f)} frames", file=sys.stderr)
         if s.n_samples == 0:
             raise AudioError(f"{where}: no audio (0 samples{' before end of input' if args.input == '-' else ''});"
                              " nothing to animate")
-        f = s.flush()
+        if ps is None:
+            f = s.flush()
+        else:
+            f, frames = ps.flush()
+            yield from sink(frames)
+        out.append(f)
+        if args.verbose:
+            print(f"flush -> {len(f)} frames", file=sys.stderr)
+
+    try:
+        if ps is not None and args.video:
+            from tf_talkface.animate.animator import write_mp4
+
+            write_mp4(args.video, run(), audio=None if args.input == "-" else args.input)
+        else:
+            for _ in run():
+                pass
     except AudioError as e:  # missing/empty/not audio/no audio track/NaN: one line
         print(f"stream: error: {e}", file=sys.stderr)
         return 1
-    except OSError as e:  # stdin read error
+    except OSError as e:  # stdin read error, --frames/--video not writable
         print(f"stream: error: {os_error_message(e, where)}", file=sys.stderr)
         return 1
-    out.append(f)
-    if args.verbose:
-        print(f"flush -> {len(f)} frames", file=sys.stderr)
+    except RuntimeError as e:  # ffmpeg could not encode --video
+        print(f"stream: error: {args.video}: {e}", file=sys.stderr)
+        return 1
     lm = np.concatenate(out).astype(np.float32)
     if not np.all(np.isfinite(lm)):
         print(f"stream: error: the model produced non-finite landmarks for {where}; nothing "
@@ -602,7 +687,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     print(f"{lm.shape[0]} frames ({s.n_samples} samples, {s.sample_rate} Hz; algorithmic latency "
-          f"{s.latency_ms:.3f} ms) -> {args.output}")
+          f"{s.latency_ms:.3f} ms) -> {args.output}"
+          + (f"; {n_written[0]} photo frames -> " + ", ".join(x for x in (args.video, args.frames) if x)
+             if ps is not None else ""))
     return 0
 
 

@@ -33,7 +33,7 @@ from tf_talkface.atomic import atomic_output
 from tf_talkface.audio.io import AudioError, load_audio, media_info, write_wav
 from tf_talkface.config import FPS
 
-__all__ = ["AAC_RATES", "write_video", "write_png"]
+__all__ = ["AAC_RATES", "X264_PRESETS", "write_video", "write_png"]
 
 AAC_RATES = (7350, 8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200,
              96000)
@@ -80,9 +80,14 @@ def _audio_to_wav(audio, sample_rate, tmpdir: str) -> tuple[str | None, int | No
     return wav, sr
 
 
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
+"""libx264 speed presets (``write_video(preset=...)``)."""
+
+
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = FPS,
                 audio=None, sample_rate: int | None = None, n_frames: int | None = None,
-                progress: bool = False) -> Path:
+                progress: bool = False, preset: str | None = None) -> Path:
     """Encode RGB frames (and optionally a sound track) into an H.264/AAC mp4, atomically.
 
     The video is libx264 yuv420p at ``fps`` frames per second: it lasts ``len(frames) / fps``
@@ -111,13 +116,17 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         sample_rate: Hz, a positive integer; required with a waveform.
         n_frames: number of frames, only for the progress bar's total.
         progress: show a tqdm progress bar (frames).
+        preset: libx264 speed preset (:data:`X264_PRESETS`); ``None`` = libx264's default
+            (``medium``). At 1920x1080 on the 2-core development CPU ``veryfast`` encodes
+            ~1.8x as fast as ``medium`` (63 vs 34 fps) at a similar size for mostly static
+            content (the talking photo uses it).
 
     Returns:
         ``Path(path)``.
 
     Raises:
-        ValueError: bad path suffix, fps, frames (none, wrong dtype/shape, changing shape) or
-            waveform/sample_rate.
+        ValueError: bad path suffix, fps, preset, frames (none, wrong dtype/shape, changing
+            shape) or waveform/sample_rate.
         tf_talkface.audio.io.AudioError: the audio file is missing, unreadable or has no audio.
         RuntimeError: ffmpeg did not produce a readable mp4.
     """
@@ -130,6 +139,8 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
     if not (isinstance(fps, numbers.Real) and math.isfinite(fps) and fps > 0):
         raise ValueError(f"fps must be a positive number, got {fps!r}")
     fps = int(fps) if float(fps).is_integer() else float(fps)
+    if preset is not None and preset not in X264_PRESETS:
+        raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}, got {preset!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_name(path, ".tmp.mp4")
     writer = None
@@ -146,7 +157,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                 raise ValueError(f"frames must be uint8 (H, W, 3) RGB images, got shape {shape}")
             h, w = shape[:2]
             pad_h, pad_w = h % 2, w % 2
-            output_params = ["-movflags", "+faststart"]
+            output_params = ["-movflags", "+faststart"] + (["-preset", preset] if preset else [])
             if sr is not None and sr not in AAC_RATES:
                 output_params += ["-ar", str(min([r for r in AAC_RATES if r >= sr] or [96000]))]
             writer = imageio_ffmpeg.write_frames(
