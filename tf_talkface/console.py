@@ -21,6 +21,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 from typing import Iterator
 
 __all__ = ["STARTUP_NOISE", "quiet_tensorflow", "captured_fd2", "os_error_message"]
@@ -113,6 +114,9 @@ def quiet_tensorflow() -> None:
     Idempotent; a no-op once TensorFlow is imported. ``TF_CPP_MIN_LOG_LEVEL`` set by the user
     wins."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # requests (pulled in by a dependency at run time) imports urllib3's SOCKS support, which
+    # warns when PySocks is absent: nothing a CLI user can act on
+    warnings.filterwarnings("ignore", message="SOCKS support in urllib3")
     if "tensorflow" in sys.modules or any(isinstance(f, _QuietFinder) for f in sys.meta_path):
         return
     sys.meta_path.insert(0, _QuietFinder())
