@@ -76,7 +76,11 @@ class LoadedModel:
         ``chunk_seconds`` with carried state (:func:`tf_talkface.streamer.stream_in_chunks`; CNN:
         normalised by the clip's own peak, as in one go), so an hour of speech never builds
         an hour-sized graph buffer; the frames equal the one-call result (float32 round-off,
-        tested). Shorter audio runs ``serving_default`` in one call.
+        tested). Models with a loudness input level (``card["input_level"]``, issue 11) are
+        normalised there by the streams' causal rule, which follows level changes along a long
+        recording; their chunked result equals one stream of the whole file, and differs from
+        one call only through that normalisation. Shorter audio runs ``serving_default`` in
+        one call.
 
         Args:
             waveform: float (samples,) at :attr:`sample_rate` Hz, any length >=
