@@ -81,7 +81,26 @@ def test_pad_and_scale():
     assert frames_for_padded_length(pad_and_scale(rng.normal(size=24001)).shape[-1]) == 76
 
 
+def _layer_macs(model, n_samples: int) -> int:
+    """Conv multiply-adds counted from the built Keras layers themselves (kernel sizes, strides,
+    channels, 'valid' output lengths), independently of the formulas in models/cnn.py."""
+    import keras
+
+    n, macs = n_samples, 0
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.Conv1D):
+            k, c_in, c_out = layer.kernel.shape
+            assert layer.padding == "valid"
+            n = (n - k) // layer.strides[0] + 1
+            macs += n * k * c_in * c_out
+    return macs
+
+
 def test_flop_ratio():
+    model = build_cnn(6)
+    model(np.zeros((1, padded_length(75)), np.float32))
+    assert flops_fully_conv(75) == _layer_macs(model, padded_length(75))
+    assert flops_per_window_eval(75) == 75 * _layer_macs(model, padded_length(1))
     ratio = flops_per_window_eval(75) / flops_fully_conv(75)
     assert 5.8 < ratio < 6.0
 

@@ -95,6 +95,10 @@ def test_noise_resilient_pairs_are_in_graph_and_seeded(small_datasets, data_dir)
     # noise is really there: the residual is substantial for every clip, SNR within the paper's range
     res = noisy.numpy() - clean.numpy()
     assert (np.abs(res).max(axis=1) > 1e-3).all()
+    from tf_talkface.audio.noise import SNR_DB
+    snr = 10 * np.log10((clean.numpy() ** 2).sum(axis=1) / (res ** 2).sum(axis=1))
+    assert SNR_DB == tuple(range(6, 31, 3))  # the paper's 6-30 dB in 3-dB steps
+    assert ((snr > min(SNR_DB) - 1) & (snr < max(SNR_DB) + 1)).all(), snr
     (noisy2, _), _, _ = next(iter(make_dataset(d, "train", "cnn", 8, noise_bank=bank, shuffle=False, seed=7)))
     np.testing.assert_allclose(noisy.numpy(), noisy2.numpy())  # same seed, same noise
     (noisy3, _), _, _ = next(iter(make_dataset(d, "train", "cnn", 8, noise_bank=bank, shuffle=False, seed=8)))

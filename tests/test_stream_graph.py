@@ -157,17 +157,46 @@ def test_bundled_models_stream_through_their_signatures(speech, tmp_path, capsys
     assert "latency 60.000 ms" in capsys.readouterr().out
 
 
-def test_long_audio_goes_through_the_stream_in_chunks(data_dir):
+def test_long_audio_goes_through_the_stream_in_chunks(data_dir, monkeypatch):
     """LoadedModel.predict on audio above its one-call limit runs the streaming signatures in
-    chunks (bounded memory) and equals the one-call result (CNN: the clip's own peak)."""
+    chunks and equals the one-call result (CNN: the clip's own peak). Which path ran is
+    recorded (a spy on stream_in_chunks), and memory is measured: the chunked path never copies
+    the whole clip (tracemalloc peak below the waveform's size), the one-call path does."""
+    import tracemalloc
+
+    import tf_talkface.saved_model as SM
     from tf_talkface.audio.io import load_audio
-    from tf_talkface.saved_model import load_model
+
+    calls = []
+    real = SM.stream_in_chunks
+
+    def spy(streamer, w, chunk_seconds):
+        calls.append(chunk_seconds)
+        return real(streamer, w, chunk_seconds)
+
+    monkeypatch.setattr(SM, "stream_in_chunks", spy)
+
+    def measured(fn):
+        tracemalloc.start()
+        try:
+            out = fn()
+            return out, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
 
     for name in ("cnn_nr_grid_s1", "lstm_grid_s1"):
-        m = load_model(ROOT / "saved_models" / name)
+        m = SM.load_model(ROOT / "saved_models" / name)
         y = load_audio(data_dir / "speech" / "obama.wav", m.sample_rate)
-        y = np.tile(y, 3)[:int(m.sample_rate * 100.5)] * 0.7  # 100.5 s, peak below 1
-        chunked = m.predict(y, chunk_seconds=30.0)
-        one_go = m.predict(y, chunk_seconds=float("inf"))
+        y = (np.tile(y, 3)[:int(m.sample_rate * 100.5)] * 0.7).astype(np.float32)  # 100.5 s
+        m.predict(y[:m.sample_rate * 3], chunk_seconds=1.0)  # trace the graphs outside the measure
+        calls.clear()
+        chunked, peak_chunked = measured(lambda: m.predict(y, chunk_seconds=30.0))
+        assert calls == [30.0], name  # the chunked path ran
+        one_go, peak_one_go = measured(lambda: m.predict(y, chunk_seconds=float("inf")))
+        assert calls == [30.0], name  # and the one-call path did not
         assert chunked.shape == one_go.shape == (m.frames_for_samples(len(y)), 68, 2)
         assert np.abs(chunked - one_go).max() <= TOL, name
+        # measured (CNN, 100.5 s at 8 kHz): chunked 2.7 MB (the result list + its concatenation,
+        # 2 x 1.37 MB), the waveform 3.2 MB, one call 6.4 MB (two copies of it). Before the
+        # peak was read without |y| (streaming_peak), the chunked path peaked at 4.1 MB.
+        assert peak_chunked < y.nbytes < peak_one_go, (name, peak_chunked, y.nbytes, peak_one_go)

@@ -130,7 +130,7 @@ def streaming_peak(kind: str, waveform: Any, peak: float | None) -> float:
         return peak
     if kind != "lstm":
         y = np.asarray(waveform)
-        p = float(np.max(np.abs(y))) if len(y) else 0.0
+        p = max(float(y.max()), -float(y.min())) if len(y) else 0.0  # no |y| copy of the clip
         return p if p > 0 else 1.0
     return 1.0
 
@@ -156,4 +156,4 @@ def stream_in_chunks(streamer: Streamer, waveform: Any, chunk_seconds: float = 3
     step = max(1, int(chunk_seconds * streamer.sample_rate))
     out = [streamer.push(y[i:i + step]) for i in range(0, len(y), step)]
     out.append(streamer.flush())
-    return np.concatenate(out).astype(np.float32)
+    return np.concatenate(out).astype(np.float32, copy=False)

@@ -184,8 +184,10 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         raise AudioError(f"{path}: audio stream decoded to zero samples")
     if not np.all(np.isfinite(y)):
         raise AudioError(f"{path}: decoded audio contains NaN or Inf values")
+    # the container's duration is the audio's only without a video stream (a video's sound may
+    # legitimately end early; prepare checks that itself)
     declared, decoded = info.get("duration_s"), y.size / native_sr
-    if declared and decoded < declared - max(0.5, 0.05 * declared):
+    if declared and not info["has_video"] and decoded < declared - max(0.5, 0.05 * declared):
         warnings.warn(f"{path}: only {decoded:.2f} s of audio decoded of the {declared:.2f} s the "
                       "file declares (truncated or damaged?); animating what decoded",
                       AudioWarning, stacklevel=2)
