@@ -195,7 +195,14 @@ def test_long_audio_goes_through_the_stream_in_chunks(data_dir, monkeypatch):
         one_go, peak_one_go = measured(lambda: m.predict(y, chunk_seconds=float("inf")))
         assert calls == [30.0], name  # and the one-call path did not
         assert chunked.shape == one_go.shape == (m.frames_for_samples(len(y)), 68, 2)
-        assert np.abs(chunked - one_go).max() <= TOL, name
+        if m.card.get("input_level", {}).get("mode") == "loudness":
+            # the long path of a loudness model is one causal stream of the file
+            s = m.streamer()
+            whole = np.concatenate([s.push(y), s.flush()])
+            assert np.abs(chunked - whole).max() <= TOL, name
+            assert np.abs(chunked - one_go).max() < 0.1 * np.abs(one_go).max(), name
+        else:
+            assert np.abs(chunked - one_go).max() <= TOL, name
         # measured (CNN, 100.5 s at 8 kHz): chunked 2.7 MB (the result list + its concatenation,
         # 2 x 1.37 MB), the waveform 3.2 MB, one call 6.4 MB (two copies of it). Before the
         # peak was read without |y| (streaming_peak), the chunked path peaked at 4.1 MB.
