@@ -164,13 +164,25 @@ def test_model_card(lstm_export, cnn_tc_export):
     assert (cnn_tc_export[1] / "pca_basis.json").is_file()
 
 
-def test_export_from_run_folder(small_datasets, tmp_path):
+def test_export_from_run_folder(small_datasets, tmp_path, capsys):
+    """A run folder through the export CLI (issue 12 C8) and through stream -m RUN."""
+    from tf_talkface import export as E
+    from tf_talkface import stream as S
+    from tf_talkface.audio.io import write_wav
     from tf_talkface.train import TrainConfig, train
 
     run = tmp_path / "run"
     train(TrainConfig(data=str(small_datasets["eskimez2020"]), model="cnn", out=str(run),
                       epochs=1, batch_size=2, steps_per_epoch=1), verbose=0)
-    out = export(run, tmp_path / "models" / "tiny" / "1")
+    out = tmp_path / "models" / "tiny" / "1"
+    assert E.main(["--run", str(run), "--out", str(out)]) == 0
+    assert f"exported cnn (8000 Hz in, 25 fps out) to {out}" in capsys.readouterr().out
+    assert E.main(["--run", str(run), "--out", str(out)]) == 1  # exists: --overwrite needed
+    assert "pass --overwrite" in capsys.readouterr().err
+    wav = write_wav(tmp_path / "a.wav", np.random.default_rng(1).normal(0, 0.1, 8000), 8000)
+    assert S.main(["-m", str(run), "-i", str(wav), "-o", str(tmp_path / "s.npy")]) == 0
+    streamed = np.load(tmp_path / "s.npy")
+    assert streamed.shape == (25, 68, 2) and np.isfinite(streamed).all()
     card = read_card(out)
     assert card["model"] == "cnn" and card["training_data"]["name"] == small_datasets["eskimez2020"].name
     trained = load_trained(run)

@@ -27,10 +27,12 @@ def probe(path: Path) -> dict:
     err = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)],
                          capture_output=True, text=True).stderr
     streams = re.findall(r"Stream #0:\d+.*?: (Video|Audio):", err)
+    codecs = re.findall(r"Stream #0:\d+.*?: (?:Video|Audio): (\w+)", err)
     n_frames, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
     fps = float(re.search(r"([\d.]+) fps", err).group(1))
     audio = load_audio(path, 16000)
-    return {"streams": streams, "frames": n_frames, "fps": fps, "audio_s": len(audio) / 16000}
+    return {"streams": streams, "codecs": codecs, "frames": n_frames, "fps": fps,
+            "audio_s": len(audio) / 16000}
 
 
 def test_default_model_is_bundled_and_documented(model):
@@ -65,6 +67,7 @@ def test_generate_speech_file_end_to_end(model, data_dir, tmp_path):
     np.testing.assert_allclose(lm, model.predict(y), atol=1e-6)
     p = probe(tmp_path / "test1.mp4")
     assert sorted(p["streams"]) == ["Audio", "Video"]
+    assert sorted(p["codecs"]) == ["aac", "h264"]  # H.264 + AAC, as promised
     assert p["fps"] == 25 and p["frames"] == len(lm)
     assert abs(p["audio_s"] - duration) < 0.1
     # the mouth follows the speech: mouth opening in louder frames vs silent frames
@@ -180,3 +183,21 @@ def test_outputs_get_normal_file_permissions(tmp_path):
         os.umask(old)
     assert f.stat().st_mode & 0o777 == 0o644 and w.stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy", "x.wav"]  # no temp files left
+
+
+def test_generate_with_the_lstm_model_and_overwrite_cli(data_dir, tmp_path, capsys):
+    """Issue 12 C8: the bundled 2018 LSTM through generate (44.1 kHz input, 1 + n // 1764
+    frames); the CLI's --overwrite redoes an input whose outputs exist."""
+    lstm = Path(__file__).resolve().parents[1] / "saved_models" / "lstm_grid_s1"
+    src = data_dir / "speech" / "audio_sample.wav"
+    args = ["-i", str(src), "-o", str(tmp_path), "-m", str(lstm), "--video", "none", "--quiet"]
+    assert main(args) == 0
+    y = load_audio(src, 44100)
+    lm = np.load(tmp_path / "audio_sample.npy")
+    assert lm.shape == (1 + len(y) // 1764, 68, 2) and np.isfinite(lm).all()
+    assert np.ptp(lm[:, 66, 1] - lm[:, 62, 1]) > 0  # the mouth moves
+    capsys.readouterr()
+    assert main(args) == 0 and "1 input(s) skipped" in capsys.readouterr().out
+    np.save(tmp_path / "audio_sample.npy", np.zeros((3, 68, 2), np.float32))
+    assert main(args + ["--overwrite"]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "audio_sample.npy"), lm, atol=1e-6)

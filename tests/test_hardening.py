@@ -652,3 +652,25 @@ def test_delay_longer_than_the_clips_and_max_clips_below_one_are_refused(tmp_pat
     for n in (0, -1):
         with pytest.raises(PrepareError, match=f"--max-clips {n}"):
             prepare([tmp_path / "v"], tmp_path / f"d{n}", max_clips=n, progress=False)
+
+
+def test_video_on_a_full_disk_is_an_os_error_not_an_ffmpeg_mystery(tmp_path, monkeypatch):
+    """B4: ffmpeg that ran out of disk leaves an unreadable mp4; write_video says "no space left"
+    (OSError ENOSPC naming the video) instead of "ffmpeg did not produce a readable mp4"."""
+    import collections
+
+    import tf_talkface.viz.video_io as V
+
+    def unreadable(path):
+        raise AudioError(f"{path}: ffmpeg cannot open it")
+
+    monkeypatch.setattr(V, "media_info", unreadable)
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 3
+    with pytest.raises(RuntimeError, match="ffmpeg did not produce a readable mp4"):
+        V.write_video(tmp_path / "a.mp4", iter(frames))  # disk not full: ffmpeg's own failure
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(V.shutil, "disk_usage", lambda p: usage(10, 10, 0))
+    with pytest.raises(OSError) as e:
+        V.write_video(tmp_path / "a.mp4", iter(frames))
+    assert e.value.errno == errno.ENOSPC and e.value.filename == str(tmp_path / "a.mp4")
+    assert not list(tmp_path.iterdir())  # no temp file left

@@ -140,6 +140,10 @@ def write_outputs(landmarks: np.ndarray, out_dir: str | os.PathLike, name: str |
         for kind, f in staged.items():  # all complete: swap them in together
             written[kind] = output_path(base, f".{kind}")
             os.replace(f, written[kind])
+    except OSError as e:  # name the output, not the staging folder
+        if e.filename and Path(e.filename).parent == stage:
+            raise OSError(e.errno, e.strerror, str(base.parent / Path(e.filename).name)) from None
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return written

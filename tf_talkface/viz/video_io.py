@@ -18,10 +18,12 @@ or padded (no ``-shortest``): a longer sound track plays on over the last frame.
 """
 from __future__ import annotations
 
+import errno
 import math
 import numbers
 import os
 import secrets
+import shutil
 import tempfile
 from itertools import chain
 from pathlib import Path
@@ -183,6 +185,8 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
         try:
             info = media_info(tmp)
         except AudioError as e:
+            if shutil.disk_usage(path.parent).free < 1 << 20:  # ffmpeg ran out of disk
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
             raise RuntimeError(f"{path}: ffmpeg did not produce a readable mp4 ({e})") from None
         if not info["has_video"] or (audio is not None and not info["has_audio"]):
             raise RuntimeError(f"{path}: ffmpeg's mp4 lacks the video or the audio stream: {info}")
