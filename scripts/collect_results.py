@@ -12,6 +12,7 @@ WEIGHTS/NAME.json` works without the run or the dataset.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import shutil
@@ -77,7 +78,7 @@ def main():
             config = net.get_config()
             if isinstance(config.get("dtype"), dict):  # trained under mixed precision: serve float32
                 config["dtype"] = "float32"
-            clone = net.__class__.from_config(config)  # uncompiled: no optimizer state
+            clone = net.__class__.from_config(copy.deepcopy(config))  # uncompiled; from_config pops keys
             clone.set_weights(net.get_weights())
             clone.save_weights(w / f"{name}.weights.h5")
             from tf_talkface.export import dataset_summary, neutral_face_of
