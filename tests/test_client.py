@@ -329,6 +329,14 @@ def _post(url: str, body) -> tuple[int, dict]:
         return e.code, json.loads(e.read())
 
 
+def _get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=60) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -426,6 +434,8 @@ def test_request_runs_the_exported_signature_via_saved_model_cli(lstm_dir, lstm,
 # ----------------------------------------------------------------------------- the fake server
 
 def test_fake_server_follows_tf_serving_rules(server):
+    """A check of the test double itself (its messages are TF Serving's, not the product's):
+    the client tests below rely on it refusing what TF Serving refuses."""
     url = C.predict_url(server.url, "lstm_grid_s1")
     w = [[0.0] * 2000]
     code, body = _post(url, {"inputs": {"waveform": w}})
@@ -447,6 +457,10 @@ def test_fake_server_follows_tf_serving_rules(server):
     code, body = _post(url, {"inputs": {"waveform": w, "lengths": [2000]}})
     assert code == 200 and body["outputs"]["frames"] == [2]
 
+
+def test_client_metadata_check(server):
+    """The client's reading of the server's metadata, and how it reports a refusal: the URL it
+    asked, the HTTP status and the server's own error text, whatever that text is."""
     meta = C.rest_metadata(server.url, "lstm_grid_s1")
     assert meta["model_spec"] == {"name": "lstm_grid_s1", "signature_name": "", "version": "1"}
     sigs = meta["metadata"]["signature_def"]["signature_def"]
@@ -461,9 +475,13 @@ def test_fake_server_follows_tf_serving_rules(server):
         C.check_signature(meta, "features")
     with pytest.raises(C.ServingError, match="has no signature 'nope'.*serving_default"):
         C.check_signature(meta, "nope")
-    with pytest.raises(C.ServingError, match="HTTP 404.*Servable not found") as e:
+    with pytest.raises(C.ServingError) as e:
         C.rest_metadata(server.url, "nope")
-    assert e.value.status == 404
+    url = C.metadata_url(server.url, "nope")
+    code, body = _get(url)  # what the server itself answered
+    assert code == 404 and body["error"]
+    assert str(e.value) == f"{url}: HTTP 404 Not Found: {body['error']}"
+    assert e.value.status == 404 and e.value.url == url
 
 
 def test_rest_predict_equals_loaded_model(server, lstm, clips):
@@ -544,6 +562,49 @@ def test_client_bad_file_in_a_batch_does_not_stop_the_others(server, lstm_dir, c
     assert len(server.requests) == n0  # a.npy exists (skipped), short.wav never sent
 
 
+def test_client_retries_rows_only_on_400_and_relays_other_errors(server, lstm, lstm_dir, clips,
+                                                                 tmp_path, capsys, monkeypatch):
+    """The server's answers are replaced by made-up ones, so only the client's reaction is
+    tested: a 400 for a batch -> each file is sent again on its own (one bad row must not sink
+    the others); any other error -> no retry, every file of the batch fails with the URL, the
+    status and the server's text, and nothing is written."""
+    real, calls = server.predict, []
+
+    def batch_refused(name, version, raw):
+        calls.append(len(json.loads(raw)["inputs"]["lengths"]))
+        if calls[-1] > 1:
+            raise FakeTFServing.Error(400, "made-up refusal of a whole batch")
+        return real(name, version, raw)
+
+    monkeypatch.setattr(server, "predict", batch_refused)
+    args = ["--url", server.url, "--model", "lstm_grid_s1", "--card", str(lstm_dir), "--batch",
+            "2", "--video", "none", "--quiet", str(clips["a"]), str(clips["b"])]
+    assert C.main([*args, "-o", str(tmp_path / "ok")]) == 0, capsys.readouterr().err
+    assert calls == [2, 1, 1]
+    for name in ("a", "b"):
+        np.testing.assert_allclose(np.load(tmp_path / "ok" / f"{name}.npy"),
+                                   lstm.predict(_load(clips[name], 44100)), atol=ATOL)
+
+    def unavailable(name, version, raw):
+        calls.append(len(json.loads(raw)["inputs"]["lengths"]))
+        raise FakeTFServing.Error(503, "made-up overload")
+
+    monkeypatch.setattr(server, "predict", unavailable)
+    calls.clear()
+    capsys.readouterr()
+    assert C.main([*args, "-o", str(tmp_path / "down")]) == 1
+    assert calls == [2]  # not retried row by row
+    err = capsys.readouterr().err.splitlines()
+    url = C.predict_url(server.url, "lstm_grid_s1")
+    for name in ("a", "b"):
+        assert f"client: failed: {clips[name]}: {url}: HTTP 503 Service Unavailable: made-up overload" in err
+    assert "2 of 2 input(s) failed" in err
+    assert not list((tmp_path / "down").glob("*.npy"))
+    with pytest.raises(C.ServingError) as e:
+        C.rest_predict(server.url, "lstm_grid_s1", [_load(clips["b"], 44100)])
+    assert (e.value.status, e.value.url) == (503, url) and str(e.value).endswith(": made-up overload")
+
+
 def test_client_errors(server, lstm_dir, clips, tmp_path, capsys):
     card = str(lstm_dir / "model_card.json")
     base = ["-o", str(tmp_path / "out"), "--video", "none", "--quiet", str(clips["b"])]
@@ -559,10 +620,16 @@ def test_client_errors(server, lstm_dir, clips, tmp_path, capsys):
         assert C.main(["--url", server.url, "--model", "lstm_grid_s1", "--card", card, *bad,
                        *base]) == 2, bad
     capsys.readouterr()
-    # unknown model: TF Serving's 404 message
+    # unknown model: found by the metadata check, before any audio is sent; the error line names
+    # the URL and carries the server's 404 text
+    n0 = len(server.requests)
     assert C.main(["--url", server.url, "--model", "nope", "--card", card, *base]) == 1
     err = capsys.readouterr().err
-    assert "HTTP 404" in err and "Servable not found for request: Latest(nope)" in err
+    url = C.metadata_url(server.url, "nope")
+    code, body = _get(url)
+    assert code == 404
+    assert f"client: error: {url}: HTTP 404 Not Found: {body['error']}" in err.splitlines()
+    assert len(server.requests) == n0
     # a signature that does not take waveforms
     assert C.main(["--url", server.url, "--model", "lstm_grid_s1", "--card", card,
                    "--signature", "features", *base]) == 1

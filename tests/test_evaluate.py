@@ -266,3 +266,52 @@ def test_unknown_model_path(eval_data, tmp_path, capsys):
         E.load_eval_model(tmp_path)  # a folder, but no SavedModel, run or checkpoint
     rc = E.main(["-m", str(tmp_path / "nope"), "--data", str(eval_data["d2018"]), "-q"])
     assert rc == 1 and "model not found" in capsys.readouterr().err
+
+
+def test_training_run_folders_are_evaluated_with_their_own_weights(small_datasets, tmp_path):
+    """A ``train`` run folder as the model (issue 12 C8): two tiny runs (an LSTM on the 2018
+    dataset, a CNN on the 2020 one, whose template is that dataset's) through the CLI; every
+    per-clip metric is that of the run's own weights, i.e. of ``load_trained`` +
+    ``python_path_predict`` on the clip's stored audio."""
+    from tf_talkface.data.pipeline import read_clips
+    from tf_talkface.export import load_trained, python_path_predict
+    from tf_talkface.train import TrainConfig, train
+
+    d18, d20 = small_datasets["eskimez2018"], small_datasets["eskimez2020"]
+    runs = {"tiny_lstm": tmp_path / "tiny_lstm", "tiny_cnn": tmp_path / "tiny_cnn"}
+    train(TrainConfig(data=str(d18), model="lstm", out=str(runs["tiny_lstm"]), delay=1,
+                      context=3, units=16, epochs=2, batch_size=4), verbose=0)
+    train(TrainConfig(data=str(d20), model="cnn", out=str(runs["tiny_cnn"]), epochs=1,
+                      batch_size=2, steps_per_epoch=1), verbose=0)
+    out = tmp_path / "eval"
+    rc = E.main(["-m", str(runs["tiny_lstm"]), "-m", f"cnn_run={runs['tiny_cnn']}", "--data",
+                 str(d18), "--data", str(d20), "--out", str(out), "-q"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert list(s["models"]) == ["tiny_lstm", "cnn_run"]  # the folder's name, or the one given
+    for name, kind, data in (("tiny_lstm", "lstm", d18), ("cnn_run", "cnn", d20)):
+        e = s["models"][name]
+        assert (e["form"], e["model"], e["data"]) == ("run", kind, f"{data}:test")
+        assert e["n_clips"] == 2 and e["n_frames"] == 150
+    rows = _rows(out)
+    for name, run, data in (("tiny_lstm", runs["tiny_lstm"], d18), ("cnn_run", runs["tiny_cnn"], d20)):
+        tm = load_trained(run)
+        preds, trues = [], []
+        for c in read_clips(data, "test").as_numpy_iterator():
+            cid = c["clip_id"].decode()
+            p, t = E.align(python_path_predict(tm, c["audio"]), c["landmarks"].reshape(-1, 68, 2), cid)
+            preds.append(p)
+            trues.append(t)
+            got = {r["system"]: r for r in rows if r["model"] == name and r["clip_id"] == cid}
+            assert int(got["model"]["frames"]) == len(t) == 75
+            want = M.clip_metrics(p, t)
+            for m in M.METRIC_NAMES:
+                if np.isnan(want[m]):
+                    assert got["model"][m] in ("", "nan", "NaN"), (name, cid, m)
+                else:
+                    assert float(got["model"][m]) == pytest.approx(want[m], rel=1e-5, abs=1e-9), (name, cid, m)
+            # the model is not its own baseline: its error differs from the mean face's
+            assert float(got["model"]["all_rmse"]) != pytest.approx(float(got["mean_face"]["all_rmse"]), rel=1e-3)
+        pooled = M.pooled_metrics(preds, trues)
+        for m in ("all_rmse", "mouth_rmse", "lmd"):
+            assert s["models"][name][m] == pytest.approx(pooled[m], rel=1e-5), (name, m)

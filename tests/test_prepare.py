@@ -298,3 +298,128 @@ def test_split_by_speaker_keeps_each_speaker_in_one_split(built, corpus, tmp_pat
     assert set(by_speaker) == {"s1", "s9"}
     assert all(len(s) == 1 for s in by_speaker.values())
     assert {next(iter(s)) for s in by_speaker.values()} == {"train", "val"}
+
+
+# ----------------------------------------------------------------- issue 12 C8: untested features
+
+
+def test_audio_one_frame_off_is_trimmed_or_padded_more_is_skipped(data_dir, landmark_cache,
+                                                                  tmp_path):
+    """A clip's sound may be up to one video frame (40 ms) longer or shorter than its picture:
+    trimmed or zero-padded to the frame count, the difference recorded as ``frame_adjust``; two
+    frames off is skipped with a reason. Built from one real GRID clip (75 frames, 2.978 s of
+    audio = 74.45 frames at 44.1 kHz: the original itself is one frame short) by re-muxing its
+    untouched video with lossless PCM audio padded or cut (exact lengths, no AAC framing)."""
+    from tf_talkface.audio.io import load_audio
+
+    src = data_dir / "grid" / "s1" / "bbas1s.mp4"
+    d = tmp_path / "odd" / "s1"
+    d.mkdir(parents=True)
+    (d / "orig.mp4").symlink_to(src)
+    for name, af in (("plus1", "apad=pad_dur=0.06"),    # 75.95 frames -> +1: trimmed
+                     ("plus2", "apad=pad_dur=0.10"),    # 76.95 frames -> +2: skipped
+                     ("minus2", "atrim=end=2.93")):     # 73.25 frames -> -2: skipped
+        _ff("-i", src, "-map", "0:v", "-map", "0:a", "-c:v", "copy", "-af", af,
+            "-c:a", "pcm_s16le", d / f"{name}.mkv")
+    hop, n = 1764, 75
+    decoded = {k: load_audio(d / f, 44100) for k, f in (("orig", "orig.mp4"), ("plus1", "plus1.mkv"))}
+    assert round(len(decoded["orig"]) / hop) == n - 1 and round(len(decoded["plus1"]) / hop) == n + 1
+
+    out = tmp_path / "ds"
+    m = P.prepare([tmp_path / "odd"], out, "eskimez2018", workers=2, split="1,0,0",
+                  cache_dir=str(landmark_cache), progress=False)
+    clips = {c["source"]: c for c in m["clips"]}
+    assert set(clips) == {"odd/s1/orig.mp4", "odd/s1/plus1.mkv"}
+    assert clips["odd/s1/orig.mp4"]["frame_adjust"] == -1
+    assert clips["odd/s1/plus1.mkv"]["frame_adjust"] == 1
+    assert all(c["num_frames"] == n for c in clips.values())
+    reasons = {s["source"]: s["reason"] for s in m["skipped"]}
+    assert set(reasons) == {"odd/s1/plus2.mkv", "odd/s1/minus2.mkv"}
+    assert "audio is 76.95 frames long, video 75 frames (more than 1 apart)" in reasons["odd/s1/plus2.mkv"]
+    assert "audio is 73.25 frames long, video 75 frames (more than 1 apart)" in reasons["odd/s1/minus2.mkv"]
+
+    stored = {c["source"]: c for c in iter_clips(shard_paths(out, load_manifest(out), "train"),
+                                                 RecordSpec.from_manifest(m))}
+    q = 1.0 / 32767  # the records hold 16-bit audio
+    # one frame short: the whole sound, then zeros up to 75 frames
+    a, y = stored["odd/s1/orig.mp4"]["audio"], decoded["orig"]
+    assert a.shape == (n * hop,) and len(y) < n * hop
+    np.testing.assert_allclose(a[:len(y)], y, atol=q)
+    assert not a[len(y):].any()
+    # one frame long: the first 75 frames of the sound, the rest dropped
+    a, y = stored["odd/s1/plus1.mkv"]["audio"], decoded["plus1"]
+    assert a.shape == (n * hop,) and len(y) > n * hop
+    np.testing.assert_allclose(a, y[:n * hop], atol=q)
+    # features: one row per video frame, from the adjusted audio
+    assert stored["odd/s1/plus1.mkv"]["features"].shape == (n, 128)
+
+
+def _transfer(aligned: np.ndarray, ms: np.ndarray) -> np.ndarray:
+    """The 2018 expression transfer written out (reference.md): the first frame's full-affine
+    least-squares fit onto the mean shape gives per-axis scales; frame t = ms + scale * (x_t - x_0)."""
+    x0 = np.hstack([aligned[0], np.ones((68, 1))])
+    sol, *_ = np.linalg.lstsq(x0, ms, rcond=None)  # (3, 2): x0 @ sol ~ ms
+    scale = np.hypot(sol[0], sol[1])  # |s_x|, |s_y| (columns: the x and y outputs)
+    return ms[None] + (aligned - aligned[:1]) * scale
+
+
+def test_mean_shape_option_replaces_the_identity(data_dir, landmark_cache, tmp_path, capsys):
+    """``prepare --mean-shape FILE`` (2018 recipe): every clip's first frame becomes that mean
+    shape (eye-aligned, /600) and the later frames keep the clip's own motion, scaled per axis by
+    the fit of its first frame onto the mean shape. A different mean shape (mouth 30 % taller,
+    face 10 % wider) changes the landmarks exactly so; no option = the original's mean shape."""
+    from tf_talkface.face.normalize import align_eye_points, prepare_mean_shape
+
+    videos = tmp_path / "v" / "s1"
+    videos.mkdir(parents=True)
+    for c in ("bbaf2n", "bbal6n"):
+        (videos / f"{c}.mp4").symlink_to(data_dir / "grid" / "s1" / f"{c}.mp4")
+    ref = np.load(data_dir / "reference" / "eskimez2018" / "mean_shape.npy").reshape(68, 2)
+    other = ref.astype(np.float64).copy()
+    mouth = other[48:68]
+    mouth[:, 1] = mouth[:, 1].mean() + 1.3 * (mouth[:, 1] - mouth[:, 1].mean())
+    other[:, 0] = other[:, 0].mean() + 1.1 * (other[:, 0] - other[:, 0].mean())
+    files = {"ref": tmp_path / "ref.npy", "other": tmp_path / "other.npy"}
+    np.save(files["ref"], ref)
+    np.save(files["other"], other)
+
+    def build(name, *extra):
+        rc = P.main(["--videos", str(tmp_path / "v"), "--out", str(tmp_path / name), "--recipe",
+                     "eskimez2018", "--split", "1,0,0", "--workers", "1", "--quiet",
+                     "--cache-dir", str(landmark_cache), *extra])
+        assert rc == 0, capsys.readouterr().err
+        man = load_manifest(tmp_path / name)
+        clips = iter_clips(shard_paths(tmp_path / name, man, "train"), RecordSpec.from_manifest(man))
+        return man, {c["clip_id"]: c for c in clips}
+
+    m_ref, ref_clips = build("ref", "--mean-shape", str(files["ref"]))
+    m_other, other_clips = build("other", "--mean-shape", str(files["other"]))
+    m_default, default_clips = build("default")
+    assert m_other["normalisation"]["mean_shape_source"] == str(files["other"])
+    assert m_default["normalisation"]["mean_shape_source"] == "eskimez2018 original mean_shape.npy"
+    assert m_default["normalisation"]["mean_shape_aligned"] == m_ref["normalisation"]["mean_shape_aligned"]
+    for name, man, clips, ms in (("ref", m_ref, ref_clips, ref), ("other", m_other, other_clips, other)):
+        ms_al = prepare_mean_shape(ms)
+        np.testing.assert_allclose(man["normalisation"]["mean_shape_aligned"], ms_al, atol=1e-5)
+        for cid, c in clips.items():
+            raw = c["landmarks_raw"].reshape(-1, 68, 2).astype(np.float64)
+            got = c["landmarks"].reshape(-1, 68, 2)
+            np.testing.assert_allclose(got[0], ms_al / 600, atol=1e-6, err_msg=(name, cid))
+            want = _transfer(align_eye_points(raw).astype(np.float64), ms_al) / 600
+            np.testing.assert_allclose(got, want, atol=2e-5, err_msg=(name, cid))
+    for cid in ref_clips:
+        np.testing.assert_array_equal(default_clips[cid]["landmarks"], ref_clips[cid]["landmarks"])
+        a = ref_clips[cid]["landmarks"].reshape(-1, 68, 2)
+        b = other_clips[cid]["landmarks"].reshape(-1, 68, 2)
+        # the identity changed: the first frame's mouth is 1.3 / 1.1 times as tall (the eye
+        # alignment undoes the 10 % wider face, so it shrinks the whole shape by 1 / 1.1) ...
+        h = lambda x: np.ptp(x[0, 48:68, 1])  # noqa: E731
+        assert h(b) / h(a) == pytest.approx(1.3 / 1.1, rel=0.02)
+        # ... and the motion is the same up to one scale per axis: unchanged across (the wider
+        # face is aligned away), 1 / 1.1 vertically (the aligned shape is 1.1 times flatter;
+        # measured 0.911: the taller mouth counts for little in the fit of all 68 points)
+        ma, mb = a[1:] - a[:1], b[1:] - b[:1]
+        k = [(mb[..., i] * ma[..., i]).sum() / (ma[..., i] ** 2).sum() for i in (0, 1)]
+        for i in (0, 1):
+            np.testing.assert_allclose(mb[..., i], k[i] * ma[..., i], atol=1e-5)
+        assert k[0] == pytest.approx(1, abs=0.01) and k[1] == pytest.approx(1 / 1.1, abs=0.01), k
