@@ -191,3 +191,38 @@ def test_voice_copies_go_into_the_training_split_only(small_datasets, tmp_path):
     assert after["counts"]["val"] == before["counts"]["val"] and after["counts"]["test"] == before["counts"]["test"]
     add_voice_copies(d, copies=1, progress=False)  # re-running replaces the copies
     assert load_manifest(d)["counts"]["train"] == 2 * before["counts"]["train"]
+
+
+@pytest.mark.parametrize("name,kind", [("cnn_nr2", "cnn"), ("cnn_tc_nr", "cnn_tc")])
+def test_standardised_cnn_streams_equal_offline(checkpoint, data_dir, tmp_path, name, kind):
+    """The streamers apply the fixed read-out too (after the head, inside the TC recurrence):
+    Python streamer and SavedModel session equal the causal offline path."""
+    import dataclasses
+
+    from tf_talkface.audio.io import load_audio
+    from tf_talkface.export import export_model, load_trained, python_path_predict
+    from tf_talkface.models.cnn import build_cnn, build_cnn_tc
+    from tf_talkface.saved_model import load_model
+    from tf_talkface.stream import streamer_for
+    from tf_talkface.train import load_init_weights
+
+    src = load_trained(checkpoint(name))
+    std = [0.015, 0.012, 0.011, 0.008, 0.006, 0.005]
+    build = build_cnn_tc if kind == "cnn_tc" else build_cnn
+    net = build(target_mean=[0.001] * 6, target_std=std)
+    load_init_weights(net, checkpoint(name).with_name(f"{name}.weights.h5"))
+    # the peak-trained TC recurrence diverges on loudness-normalised input: keep its level
+    level = "peak" if kind == "cnn_tc" else "loudness"
+    m = dataclasses.replace(src, net=net, train=dict(src.train, level=level))
+    y = load_audio(data_dir / "speech" / "test1.flac", 8000)[:5 * 8000]
+    peak = float(np.abs(y).max())  # peak models stream with a fixed peak: the clip's
+    off = python_path_predict(m, y, causal=True, peak=peak)
+    assert np.isfinite(off).all()
+    if kind == "cnn_tc":  # the rescaled read-out starts exactly where the source was
+        assert np.abs(off - python_path_predict(src, y, peak=peak)).max() < 1e-4
+    streamers = [streamer_for(m, peak=peak)]
+    if kind == "cnn":
+        streamers.append(load_model(export_model(m, tmp_path / "m" / "1")).streamer())
+    for s in streamers:
+        out = [s.push(y[i:i + 999]) for i in range(0, len(y), 999)] + [s.flush()]
+        assert np.abs(np.concatenate(out) - off).max() < 1e-4

@@ -369,6 +369,10 @@ class CNNStreamer(Streamer):
             kernel = np.asarray(net.tc_dense.kernel, np.float32)
             self._w_h, self._w_c = kernel[:n], kernel[n:]
             self._b = np.asarray(net.tc_dense.bias, np.float32)
+        # standardised targets (issue 11): the model's fixed read-out, after the head / TC layer
+        ts = getattr(net, "target_scale", None)
+        self._std = None if ts is None else np.asarray(ts.std, np.float32)
+        self._tmean = None if ts is None else np.asarray(ts.mean, np.float32)
         propagate = cnn_propagate_fn(net)
         self._channels = propagate.channels
 
@@ -408,10 +412,12 @@ class CNNStreamer(Streamer):
             c = self._c
             for t in range(len(drive)):
                 c = drive[t:t + 1] + c @ self._w_c
+                if self._std is not None:
+                    c = c * self._std + self._tmean
                 codes[t] = c[0]
             self._c = c
         else:
-            codes = h
+            codes = h if self._std is None else h * self._std + self._tmean
         lm = (codes @ self._comps + self._mean).astype(np.float32)
         self.frames_emitted += len(lm)
         return lm.reshape(-1, 68, 2)

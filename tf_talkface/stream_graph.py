@@ -313,6 +313,9 @@ class CNNStreamGraph(_StreamGraph):
             self.w_h = tf.constant(kernel[:self.n_out])
             self.w_c = tf.constant(kernel[self.n_out:])
             self.b = tf.constant(np.asarray(net.tc_dense.bias, np.float32))
+        ts = getattr(net, "target_scale", None)  # standardised targets: the fixed read-out
+        self.t_std = None if ts is None else tf.constant(np.asarray(ts.std, np.float32))
+        self.t_mean = None if ts is None else tf.constant(np.asarray(ts.mean, np.float32))
         f32 = tf.float32
         self.level = model.level
         self.state_specs = {f"state_buffer{i}": tf.TensorSpec([None, c], f32)
@@ -348,6 +351,9 @@ class CNNStreamGraph(_StreamGraph):
             state.update({f"state_{k}": v for k, v in causal_level_init_tf(nb).items()})
         return state
 
+    def _scale(self, codes):
+        return codes if self.t_std is None else codes * self.t_std + self.t_mean
+
     def _advance(self, samples, state, final):
         import tensorflow as tf
 
@@ -362,11 +368,12 @@ class CNNStreamGraph(_StreamGraph):
         c = state["state_coefficients"]
         if self.tc:  # c_t = h_t W_h + b + c_{t-1} W_c, as models.cnn.generate_tc
             drive = tf.matmul(h, self.w_h) + self.b
-            seq = tf.scan(lambda prev, d: d[None] + tf.matmul(prev, self.w_c), drive, initializer=c)
+            seq = tf.scan(lambda prev, d: self._scale(d[None] + tf.matmul(prev, self.w_c)), drive,
+                          initializer=c)
             codes = tf.reshape(seq, [-1, self.n_out])
             c = tf.cond(tf.shape(codes)[0] > 0, lambda: codes[-1:], lambda: c)
         else:
-            codes = h
+            codes = self._scale(h)
         lm = tf.reshape(tf.matmul(codes, self.comps) + self.mean, [-1, 68, 2])
         upd = dict(zip(names, bufs))
         upd.update(state_coefficients=c, state_emitted=state["state_emitted"] + tf.shape(lm)[0])

@@ -393,7 +393,9 @@ def generate_tc(model: Any, waveform_padded: tf.Tensor, initial_condition: tf.Te
 
     ``c_t = Dense(concat(h_t, c_{t-1}))`` with ``h`` = head outputs of all frames (computed at
     once) and ``c_{-1} = initial_condition``. The Dense is split as ``h_t W_h + b + c_{t-1} W_c``
-    and the recurrence runs in ``tf.scan``. The demo's ``tcboost`` display factor is not applied.
+    and the recurrence runs in ``tf.scan``; with target statistics each step is read out
+    (``* std + mean``) before it is fed back, as the model's call does. The demo's ``tcboost``
+    display factor is not applied.
 
     Args:
         model: a TC :class:`SpeechToLandmarkCNN` (or a wrapper with ``.model``, e.g.
@@ -422,6 +424,11 @@ def generate_tc(model: Any, waveform_padded: tf.Tensor, initial_condition: tf.Te
     else:
         c0 = tf.broadcast_to(tf.convert_to_tensor(initial_condition, tf.float32),
                              tf.shape(drive[:, 0]))
-    out = tf.scan(lambda c_prev, a_t: a_t + tf.matmul(c_prev, w_c),
-                  tf.transpose(drive, [1, 0, 2]), initializer=c0)
+    ts = net.target_scale  # standardised targets: each step's output is read out, then fed back
+    if ts is None:
+        step = lambda c_prev, a_t: a_t + tf.matmul(c_prev, w_c)  # noqa: E731
+    else:
+        std, mean = tf.constant(ts.std, tf.float32), tf.constant(ts.mean, tf.float32)
+        step = lambda c_prev, a_t: (a_t + tf.matmul(c_prev, w_c)) * std + mean  # noqa: E731
+    out = tf.scan(step, tf.transpose(drive, [1, 0, 2]), initializer=c0)
     return tf.transpose(out, [1, 0, 2])
