@@ -100,7 +100,8 @@ def main():
     for name, cfg, m, t in rows:
         mo, mf = t["model"], t["mean_face"]
         desc = cfg["model"] + (" NR" if cfg.get("noise") else "") + (
-            f" d{cfg['delay']} c{cfg['context']}" if cfg["model"] == "lstm" else "")
+            f" d{cfg['delay']} c{cfg['context']}" if cfg["model"] == "lstm" else "") + (
+            f", preset {cfg.get('preset') or 'paper'}")
         lines.append(f"| {name} | {desc} | {m['epochs_run']} | {t['n_clips']}/{t['n_frames']} | "
                      f"{mo['mouth_rmse']:.5f} | {mo['all_rmse']:.5f} | {mo['lmd']:.5f} | {mo['mouth_open_r']:.3f} | "
                      f"{mf['mouth_rmse']:.5f} | {mf['all_rmse']:.5f} | {mf['lmd']:.5f} |")
