@@ -546,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=640, help="samples per chunk (default 640)")
     p.add_argument("-o", "--output", required=True, help="output .npy")
     p.add_argument("--peak", type=float, default=1.0,
-                   help="CNN models: fixed peak normalisation (default 1.0 = full scale)")
+                   help="CNN models with the paper's peak normalisation: the fixed peak (default "
+                        "1.0 = full scale); models with a loudness input level (the default "
+                        "model) normalise causally and ignore it")
     p.add_argument("-v", "--verbose", action="store_true", help="print frames emitted per chunk")
     from tf_talkface.animate.animator import add_photo_arguments
 
