@@ -168,12 +168,12 @@ class AugmentConfig:
         return self.gain_db > 0 or self.compress_p > 0
 
 
-def _augment_and_scale(speech, t, level, aug, seed, salt):
+def _augment_and_scale(speech, t, level, aug, seed):
     """Waveform -> padded network input: optional compression, level normalisation with a
     random gain offset (stateless in ``seed``), padding."""
     if aug is None or not aug.active:
         return pad_and_scale_tf(speech, t, level=level)
-    s = tf.cast(seed, tf.int64) + tf.constant([0, 1000 + salt], tf.int64)
+    s = tf.cast(seed, tf.int64) + tf.constant([0, 1000], tf.int64)
     u = tf.random.stateless_uniform([4], seed=s)
     x = speech
     if aug.compress_p > 0:
@@ -205,12 +205,12 @@ def _cnn_inputs(clip, tc: bool, init_cond, noise_bank, seed, level=None, aug=Non
     if tc:
         cond = tf.concat([tf.cast(init_cond, tf.float32)[None], y[:-1]], axis=0)
     if noise_bank is None:
-        xs = (_augment_and_scale(speech, t, level, aug, seed, 0),)
+        xs = (_augment_and_scale(speech, t, level, aug, seed),)
     else:
         clean, noisy = noise_bank.nr_pair(speech, seed=seed)
-        # the same augmentation draw for both members of the pair (salt 0): they differ by noise only
-        xs = (_augment_and_scale(noisy, t, level, aug, seed, 0),
-              _augment_and_scale(clean, t, level, aug, seed, 0))
+        # the same augmentation draw for both members of the pair: they differ by noise only
+        xs = (_augment_and_scale(noisy, t, level, aug, seed),
+              _augment_and_scale(clean, t, level, aug, seed))
     if crop:
         xs, y, cond, w = _crop(xs, y, cond, crop, seed)
     xs = xs[0] if noise_bank is None else xs
