@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models/losses", ("models", "metrics")),
     ("training", ("train",)),
     ("serving/inference", ("card", "streamer", "stream_graph", "export", "saved_model")),
-    ("animation/evaluation/drawing", ("viz", "animate", "evaluate", "replicate")),
+    ("animation/evaluation/drawing", ("viz", "animate", "evaluate", "replicate", "video_metrics")),
     ("CLIs", ("stream", "generate", "client")),
 ]
 """The layer order, lowest first: a module may import only from its own layer or the ones above
