@@ -193,6 +193,36 @@ def test_voice_copies_go_into_the_training_split_only(small_datasets, tmp_path):
     assert load_manifest(d)["counts"]["train"] == 2 * before["counts"]["train"]
 
 
+def test_voice_copies_of_a_2018_dataset_carry_recomputed_features(small_datasets, tmp_path):
+    """2018 records keep the 44.1-kHz audio: the copy's log-mel deltas are those of its own
+    (perturbed, 16-bit) audio, computed as prepare does, and its landmarks are the clip's."""
+    import shutil
+
+    from tf_talkface.audio.features import logmel_delta_features
+    from tf_talkface.config import RecipeConfig
+    from tf_talkface.data.manifest import load_manifest
+    from tf_talkface.data.pipeline import read_clips
+    from tf_talkface.data.voices import add_voice_copies
+
+    d = tmp_path / "ds2018"
+    shutil.copytree(small_datasets["eskimez2018"], d)
+    n_train = load_manifest(d)["counts"]["train"]
+    rec = add_voice_copies(d, copies=1, progress=False)
+    m = load_manifest(d)
+    assert rec["clips"] == n_train and m["counts"]["train"] == 2 * n_train
+    clips = {c["clip_id"].numpy().decode(): c for c in read_clips(d, "train", m)}
+    logmel = RecipeConfig.from_dict(m["recipe"]).logmel
+    copies = [k for k in clips if k.endswith("#v1")]
+    assert len(copies) == n_train
+    for k in copies:
+        orig, copy = clips[k[:-3]], clips[k]
+        n = copy["landmarks"].shape[0]
+        np.testing.assert_array_equal(copy["landmarks"].numpy(), orig["landmarks"].numpy())
+        want = logmel_delta_features(copy["audio"].numpy(), logmel)[:n]
+        np.testing.assert_allclose(copy["features"].numpy(), want, atol=1e-4)
+        assert not np.allclose(copy["features"].numpy(), orig["features"].numpy(), atol=1e-2)
+
+
 @pytest.mark.parametrize("name,kind", [("cnn_nr2", "cnn"), ("cnn_tc_nr", "cnn_tc")])
 def test_standardised_cnn_streams_equal_offline(checkpoint, data_dir, tmp_path, name, kind):
     """The streamers apply the fixed read-out too (after the head, inside the TC recurrence):

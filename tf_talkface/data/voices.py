@@ -1,4 +1,4 @@
-"""Voice perturbation of a prepared 2020 dataset: perturbed copies of the training clips.
+"""Voice perturbation of a prepared 2018 or 2020 dataset: perturbed copies of the training clips.
 
 ``python -m tf_talkface.data.voices tfrecords/grid_s1_2020 --copies 2``
 
@@ -15,8 +15,11 @@ made once (minutes for GRID s1) beat on-line augmentation (that cost on every ep
 go into the training split only, as an extra shard listed in the manifest with the settings
 (``voice_perturbation``); validation and test stay untouched, and the PCA basis, template and
 statistics (fitted on the original training clips) are unchanged. Re-running replaces the
-previous copies. The 2018 (LSTM) recipe stores 44.1-kHz log-mel deltas, not audio: there the
-same idea runs on-line as a mel-axis warp (:func:`tf_talkface.data.pipeline.mel_warp`).
+previous copies. The 2018 (LSTM) recipe works the same way (session 2 of issue 11): its records
+keep the 44.1-kHz audio, so the copy is resynthesised at 44.1 kHz and its log-mel delta features
+are recomputed exactly as ``prepare`` computes them (the feature statistics of the manifest stay
+those of the original clips); the on-line mel-axis warp
+(:func:`tf_talkface.data.pipeline.mel_warp`) can still be added on top.
 """
 from __future__ import annotations
 
@@ -98,7 +101,8 @@ def draw_factors(seed: int, clip_id: str, copy: int) -> tuple[float, float]:
 
 def add_voice_copies(dataset_dir: str | Path, copies: int = 2, seed: int = 0,
                      progress: bool = True) -> dict:
-    """Add ``copies`` voice-perturbed copies of every training clip of a 2020 dataset.
+    """Add ``copies`` voice-perturbed copies of every training clip of a 2018 or 2020 dataset
+    (2018: the copy's log-mel delta features recomputed from its audio, as ``prepare`` does).
 
     Writes ``train-voices-00000.tfrecord`` (temp file + rename), then the manifest (atomic):
     the shard, ``counts.train`` and ``voice_perturbation`` (copies, seed, ranges, library,
@@ -108,19 +112,29 @@ def add_voice_copies(dataset_dir: str | Path, copies: int = 2, seed: int = 0,
         the ``voice_perturbation`` record.
 
     Raises:
-        DatasetError: not a 2020 dataset with audio, or ``copies < 1``.
+        DatasetError: not a 2018/2020 dataset with audio, or ``copies < 1``.
     """
     import tensorflow as tf
     from tqdm import tqdm
 
     from tf_talkface.data.pipeline import read_clips
-    from tf_talkface.data.records import ClipRecord, serialize_clip
+    from tf_talkface.data.records import ClipRecord, pcm16_bytes, pcm16_to_float, serialize_clip
 
     d = Path(dataset_dir)
     m = load_manifest(d)
-    if m["recipe"]["name"] != "eskimez2020" or not m["schema"].get("audio_sample_rate"):
-        raise DatasetError(f"{d}: voice copies need an eskimez2020 dataset with audio "
-                           f"(this one is {m['recipe']['name']})")
+    recipe = m["recipe"]["name"]
+    if recipe not in ("eskimez2018", "eskimez2020") or not m["schema"].get("audio_sample_rate"):
+        raise DatasetError(f"{d}: voice copies need an eskimez2018/eskimez2020 dataset with audio "
+                           f"(this one is {recipe})")
+    features_of = None
+    if recipe == "eskimez2018":
+        from tf_talkface.audio.features import logmel_delta_features
+        from tf_talkface.config import RecipeConfig
+
+        logmel = RecipeConfig.from_dict(m["recipe"]).logmel
+
+        def features_of(y: np.ndarray, n: int) -> np.ndarray:
+            return logmel_delta_features(y, logmel)[:n].astype(np.float32)
     if copies < 1:
         raise DatasetError(f"--copies must be >= 1, got {copies}")
     sr = int(m["schema"]["audio_sample_rate"])
@@ -139,14 +153,18 @@ def add_voice_copies(dataset_dir: str | Path, copies: int = 2, seed: int = 0,
         for c in tqdm(clips, total=total, disable=not progress, desc="voice copies", unit="clip"):
             cid = c["clip_id"].numpy().decode()
             audio = c["audio"].numpy()
+            landmarks = c["landmarks"].numpy()
             for k in range(1, copies + 1):
                 f0, fm = draw_factors(seed, cid, k)
+                y = pcm16_to_float(pcm16_bytes(perturb_voice(audio, sr, f0, fm)))  # as stored
                 rec = ClipRecord(
                     clip_id=f"{cid}#v{k}", speaker=c["speaker"].numpy().decode(), split="train",
-                    source=c["source"].numpy().decode(), recipe="eskimez2020",
-                    audio=perturb_voice(audio, sr, f0, fm), audio_sample_rate=sr,
+                    source=c["source"].numpy().decode(), recipe=recipe, audio=y,
+                    audio_sample_rate=sr,
                     landmarks_raw=c["landmarks_raw"].numpy() if "landmarks_raw" in c else None,
-                    landmarks=c["landmarks"].numpy(), pca=c["pca"].numpy())
+                    landmarks=landmarks,
+                    features=None if features_of is None else features_of(y, len(landmarks)),
+                    pca=c["pca"].numpy() if "pca" in c else None)
                 w.write(serialize_clip(rec))
                 n += 1
     tmp.replace(d / name)
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: exit 0 on success, 2 on a bad dataset."""
     p = argparse.ArgumentParser(prog="python -m tf_talkface.data.voices", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", help="prepared eskimez2020 dataset folder")
+    p.add_argument("dataset", help="prepared eskimez2018 or eskimez2020 dataset folder")
     p.add_argument("--copies", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
