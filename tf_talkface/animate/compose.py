@@ -12,72 +12,20 @@ feathered alpha blend instead, about 1 ms).
 Conventions: images ``uint8 (H, W, 3)``, points ``float (68, 2)`` pixel coordinates (x right,
 y down, origin at the centre of the top-left pixel); a transform is a float64 ``(2, 3)``
 matrix ``T`` with ``crop_xy = T @ [photo_x, photo_y, 1]``.
+
+The crop geometry itself (:func:`align_transform`, :func:`align_crop`, :func:`transform_points`,
+ATVGnet's template) lives in :mod:`tf_talkface.face.align`, below the data layer, because
+``prepare`` cuts the training crops with it; this module re-exports those names.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["align_transform", "align_crop", "transform_points", "crop_mask", "paste_back"]
+from tf_talkface.face.align import (EYE_DIST, EYE_LINE, align_crop, align_transform,
+                                    transform_points)
 
-EYE_LINE = 0.4
-"""Default alignment: eye centres on this fraction of the crop height."""
-EYE_DIST = 0.36
-"""Default alignment: eye-centre distance as a fraction of the crop width."""
-
-
-def align_transform(points: np.ndarray, size: int | tuple[int, int] = 128,
-                    template: np.ndarray | None = None) -> np.ndarray:
-    """The photo -> crop similarity of a face.
-
-    Args:
-        points: float (68, 2) the face's landmarks in photo pixels.
-        size: crop side (int) or ``(width, height)`` in pixels.
-        template: optional float (68, 2) landmark positions wanted in the crop (e.g. a
-            generator's mean face in its crop pixels): least-squares similarity on the stable
-            points (nose and eye corners, :data:`~tf_talkface.animate.motion.STABLE_POINTS`),
-            like ATVGnet's skimage ``SimilarityTransform`` on points 27-44. ``None``: the two
-            eye centres go to ``(0.5 -+ EYE_DIST / 2) * width, EYE_LINE * height``.
-
-    Returns:
-        float64 (2, 3).
-    """
-    from tf_talkface.animate.motion import STABLE_POINTS, similarity_fit
-    from tf_talkface.face.normalize import similarity_from_two_points
-
-    w, h = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
-    p = np.asarray(points, np.float64)
-    if template is not None:
-        return similarity_fit(p[STABLE_POINTS], np.asarray(template, np.float64)[STABLE_POINTS])
-    src = np.stack([p[36:42].mean(axis=0), p[42:48].mean(axis=0)])
-    dst = np.array([[(0.5 - EYE_DIST / 2) * w, EYE_LINE * h], [(0.5 + EYE_DIST / 2) * w, EYE_LINE * h]])
-    return similarity_from_two_points(src, dst)
-
-
-def transform_points(points: np.ndarray, tform: np.ndarray) -> np.ndarray:
-    """Apply a (2, 3) transform to float (..., 2) points; float64."""
-    p = np.asarray(points, np.float64)
-    t = np.asarray(tform, np.float64)
-    return p @ t[:, :2].T + t[:, 2]
-
-
-def align_crop(image: np.ndarray, points: np.ndarray, size: int | tuple[int, int] = 128,
-               template: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Cut the aligned face crop a generator works on.
-
-    Args:
-        image: ``uint8 (H, W, 3)`` the photo.
-        points, size, template: see :func:`align_transform`.
-
-    Returns:
-        ``(crop uint8 (h, w, 3), tform float64 (2, 3))``: bilinear, border reflected.
-    """
-    import cv2
-
-    w, h = (size, size) if np.isscalar(size) else (int(size[0]), int(size[1]))
-    t = align_transform(points, (w, h), template)
-    crop = cv2.warpAffine(np.ascontiguousarray(image), t, (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REFLECT_101)
-    return crop, t
+__all__ = ["align_transform", "align_crop", "transform_points", "crop_mask", "paste_back",
+           "EYE_LINE", "EYE_DIST"]
 
 
 def crop_mask(size: tuple[int, int], points: np.ndarray | None = None,

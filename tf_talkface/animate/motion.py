@@ -39,15 +39,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from tf_talkface.config import FPS
+from tf_talkface.face.align import STABLE_POINTS, similarity_fit  # re-exported (moved to face/)
 from tf_talkface.face.topology import LEFT_EYE, N_POINTS, RIGHT_EYE
 
 __all__ = ["STABLE_POINTS", "MOTION_WEIGHTS", "DEFAULT_LIP_GAIN", "similarity_fit",
            "MotionTransfer", "Smoother", "HeadMotion", "Blinker", "EnergyMeter", "frame_energy",
            "model_neutral", "apply_blink", "BLINK_PROFILE"]
-
-STABLE_POINTS = np.array([27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 39, 42, 45])
-"""Points used to fit similarities between model and photo: nose bridge and base, the four eye
-corners (not the jaw or the mouth, which move with speech; not the lids, which blink)."""
 
 DEFAULT_LIP_GAIN = 2.0
 """Mouth/jaw displacement multiplier (MakeItTalk also uses 2x): the bundled CNN moves the mouth
@@ -63,26 +60,6 @@ MOTION_WEIGHTS.flags.writeable = False
 """float (68,) how much of the model's displacement each photo point takes (times lip_gain)."""
 
 _INNER_PAIRS = ((61, 67), (62, 66), (63, 65))
-
-
-def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (rotation, uniform scale, translation; no reflection) taking the
-    points ``src`` (N, 2) onto ``dst`` (N, 2): Umeyama 1991 in closed form.
-
-    Returns:
-        float64 (2, 3) ``[A | t]`` with ``dst ~ src @ A.T + t``.
-    """
-    s = np.asarray(src, np.float64)
-    d = np.asarray(dst, np.float64)
-    ms, md = s.mean(axis=0), d.mean(axis=0)
-    s0, d0 = s - ms, d - md
-    var = float((s0 ** 2).sum())
-    if var <= 0:
-        raise ValueError("similarity_fit: the source points coincide")
-    a = float((s0 * d0).sum()) / var                                  # s cos
-    b = float((s0[:, 0] * d0[:, 1] - s0[:, 1] * d0[:, 0]).sum()) / var  # s sin
-    lin = np.array([[a, -b], [b, a]])
-    return np.hstack([lin, (md - lin @ ms)[:, None]])
 
 
 class MotionTransfer:
