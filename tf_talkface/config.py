@@ -100,14 +100,41 @@ class LandmarkConfig:
 
 
 @dataclass(frozen=True)
+class AtvgnetConfig:
+    """ATVGnet pixel data (Chen et al. 2019; docs ``atvgnet_davs.md`` A2, A3, A7).
+
+    Attributes:
+        sample_rate: Hz of the stored audio and of the MFCC (16000, the original's).
+        image_size: side of the aligned face crop in pixels (128).
+        jpeg_quality: OpenCV JPEG quality of the stored crops (0-100).
+        smooth_frames: centred moving average (frames) over the crop's similarity parameters,
+            against jitter (1 = every frame its own fit, as the original).
+        landmark_scale: factor of the unit-norm normalised landmarks (5, the original's).
+    """
+
+    sample_rate: int = 16000
+    image_size: int = 128
+    jpeg_quality: int = 90
+    smooth_frames: int = 5
+    landmark_scale: float = 5.0
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per 25-fps video frame (640 at 16 kHz)."""
+        return self.sample_rate // FPS
+
+
+@dataclass(frozen=True)
 class RecipeConfig:
     """A recipe is data: which targets and inputs a dataset holds.
 
     Attributes:
         name: ``"eskimez2018"`` (log-mel delta features, 136-dim eye-aligned + expression-
-            transferred landmarks / 600) or ``"eskimez2020"`` (8 kHz waveform, Procrustes-aligned
-            identity-removed landmarks projected on ``n_pca`` PCA components).
-        n_pca: number of PCA components (2020 recipe only; 6 in the paper).
+            transferred landmarks / 600), ``"eskimez2020"`` (8 kHz waveform, Procrustes-aligned
+            identity-removed landmarks projected on ``n_pca`` PCA components) or ``"atvgnet"``
+            (aligned 128-px face crops as JPEG, their normalised landmarks and ``n_pca`` PCA
+            coefficients, 16 kHz audio and its MFCC; :class:`AtvgnetConfig`).
+        n_pca: number of PCA components (2020 and atvgnet recipes; 6 in both papers).
         mouth_z_thresh: |z-score| threshold of mouth width for closed-mouth frame candidates.
     """
 
@@ -118,6 +145,25 @@ class RecipeConfig:
     n_pca: int = 6
     mouth_z_thresh: float = 1.0
     max_frame_mismatch: int = 1
+    atvgnet: AtvgnetConfig = field(default_factory=AtvgnetConfig)
+
+    @property
+    def sample_rate(self) -> int:
+        """Hz of the audio this recipe stores."""
+        if self.name == "eskimez2018":
+            return self.logmel.sample_rate
+        if self.name == "atvgnet":
+            return self.atvgnet.sample_rate
+        return self.waveform.sample_rate
+
+    @property
+    def hop(self) -> int:
+        """Audio samples per 25-fps frame of this recipe."""
+        if self.name == "eskimez2018":
+            return self.logmel.hop_length
+        if self.name == "atvgnet":
+            return self.atvgnet.hop
+        return self.waveform.hop
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,10 +174,13 @@ class RecipeConfig:
         d["logmel"] = LogMelConfig(**d.get("logmel", {}))
         d["waveform"] = WaveformConfig(**d.get("waveform", {}))
         d["landmarks"] = LandmarkConfig(**d.get("landmarks", {}))
+        d["atvgnet"] = AtvgnetConfig(**d.get("atvgnet", {}))
         return cls(**d)
 
 
-RECIPES = ("eskimez2018", "eskimez2020")
+RECIPES = ("eskimez2018", "eskimez2020", "atvgnet")
+HDF5_LAYOUTS = ("eskimez2018", "eskimez2020")
+"""Recipes whose original HDF5 files ``prepare --from-hdf5`` imports."""
 
 
 def recipe(name: str, **overrides: Any) -> RecipeConfig:

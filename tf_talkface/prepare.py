@@ -5,10 +5,12 @@ Pipeline per video (parallel over clips, see :func:`prepare`):
      recipes reuse them), resampled to 25 fps;
   2. the audio track, decoded with ffmpeg and resampled to the recipe's rate, trimmed/padded by
      at most ``max_frame_mismatch`` frames to the video's frame count;
-  3. 2018 recipe: log-mel delta features (exactly the original computation).
-Then, over all usable clips: deterministic splits, landmark normalisation per recipe (2020: PCA
-fitted on the training split only), sharded TFRecords and ``manifest.json`` (written last,
-atomically). Bad clips are skipped with a reason recorded in the manifest; they never abort a run.
+  3. 2018 recipe: log-mel delta features (exactly the original computation); atvgnet: aligned
+     face crops as JPEG, landmarks in the crop, MFCC (``data/atvgnet_recipe.py``).
+Then, over all usable clips: deterministic splits, landmark normalisation per recipe (2020 and
+atvgnet: PCA fitted on the training split only), sharded TFRecords and ``manifest.json``
+(written last, atomically). Bad clips are skipped with a reason recorded in the manifest; they
+never abort a run.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from tf_talkface.console import os_error_message, quiet_tensorflow  # noqa: E402
 quiet_tensorflow()  # CLI: TensorFlow's C++ start-up chatter stays out of stderr (console.py)
 
 from tf_talkface import __version__
-from tf_talkface.config import FPS, RECIPES, RecipeConfig, recipe as make_recipe
+from tf_talkface.config import FPS, HDF5_LAYOUTS, RECIPES, RecipeConfig, recipe as make_recipe
 from tf_talkface.data.build import (PrepareError, assign_splits, begin_dataset, feature_stats,
                                     finish_dataset, parse_split, write_dataset)
 from tf_talkface.data.hdf5 import import_hdf5
@@ -160,7 +162,8 @@ def process_clip(job: ClipJob, rcfg: RecipeConfig, work_dir: Path, cache_dir: Pa
 
     Writes ``work_dir/<n>.npz`` (atomically) with ``landmarks_raw`` (T, 68, 2) at 25 fps,
     ``audio`` (T * hop,) float32 quantised to 16 bits, and ``features`` (T, 128) for the 2018
-    recipe; returns a summary dict (``ok`` True) or ``{"ok": False, "reason": ...}``.
+    recipe (atvgnet: the arrays of :func:`tf_talkface.data.atvgnet_recipe.clip_arrays`);
+    returns a summary dict (``ok`` True) or ``{"ok": False, "reason": ...}``.
     A clip whose work file exists is not recomputed (resume).
     """
     from tf_talkface.audio.io import AudioError, is_silent, load_audio
@@ -194,8 +197,7 @@ def process_clip(job: ClipJob, rcfg: RecipeConfig, work_dir: Path, cache_dir: Pa
     if n < MIN_FRAMES:
         return skip(f"too short: {n} frames at 25 fps (< {MIN_FRAMES})")
 
-    sr = rcfg.logmel.sample_rate if rcfg.name == "eskimez2018" else rcfg.waveform.sample_rate
-    hop = rcfg.logmel.hop_length if rcfg.name == "eskimez2018" else rcfg.waveform.hop
+    sr, hop = rcfg.sample_rate, rcfg.hop
     try:
         audio = load_audio(job.path, sr)
     except AudioError as e:
@@ -217,6 +219,12 @@ def process_clip(job: ClipJob, rcfg: RecipeConfig, work_dir: Path, cache_dir: Pa
     if rcfg.name == "eskimez2018":
         from tf_talkface.audio.features import logmel_delta_features
         arrays["features"] = logmel_delta_features(audio, rcfg.logmel)[:n].astype(np.float32)
+    elif rcfg.name == "atvgnet":
+        from tf_talkface.data.atvgnet_recipe import clip_arrays
+        try:
+            arrays.update(clip_arrays(job.path, rcfg, lm["points"], lm["fps"], audio))
+        except ValueError as e:
+            return skip(f"{job.path}: {e}")
     tmp = work.with_name(work.name + f".{os.getpid()}.tmp.npz")
     np.savez(tmp, **arrays)
     os.replace(tmp, work)
@@ -376,11 +384,13 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
 
     Args:
         videos: folders searched recursively for mpg/mp4/avi/mov/mkv/webm files.
-        out: dataset folder (created). recipe: ``eskimez2018`` or ``eskimez2020``.
+        out: dataset folder (created). recipe: ``eskimez2018``, ``eskimez2020`` or
+            ``atvgnet``.
         workers: processes (default: CPU count). split: train,val,test fractions.
         seed: split seed. split_by: ``clip`` or ``speaker``.
         cache_dir: landmark cache (default :func:`default_cache_dir`; ``"none"`` disables).
-        basis: 2020 recipe: reuse a PCA basis + template (dataset folder or basis.json).
+        basis: 2020/atvgnet recipes: reuse a PCA basis (+ template) (dataset folder or
+            basis.json).
         mean_shape: 2018 recipe: a (68, 2) ``.npy`` mean shape (default: the original's).
         max_clips: only the first N videos (sorted), for quick trials.
         overwrite: replace a dataset already at ``out`` (built beside it and swapped in at the
@@ -428,7 +438,7 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
     for r in usable:
         r["split"] = split_of[r["clip_id"] if split_by == "clip" else r["speaker"]]
     train_ids = [r["clip_id"] for r in usable if r["split"] == "train"]
-    if not train_ids and recipe == "eskimez2020" and not basis:
+    if not train_ids and recipe in ("eskimez2020", "atvgnet") and not basis:
         raise PrepareError("no clip in the training split: the template face and PCA basis are "
                            "fitted on training clips only; give --basis DATASET (e.g. the dataset "
                            "the model was trained on) to prepare an evaluation-only dataset")
@@ -458,6 +468,12 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
                                      **section}
         schema = {"landmark_dim": 136, "feature_dim": rcfg.logmel.feature_dim, "n_pca": 0,
                   "audio_sample_rate": rcfg.logmel.sample_rate, "hop": rcfg.logmel.hop_length}
+    elif recipe == "atvgnet":
+        from tf_talkface.data.atvgnet_recipe import normalise_atvgnet
+        norm = {r["clip_id"]: load(r)["landmarks"] for r in usable}
+        pca, basis_obj, manifest["normalisation"], schema = normalise_atvgnet(
+            norm, train_ids, rcfg, basis, out)
+        basis_obj.save(build / "basis.json")
     else:
         norm, pca, refs, basis_obj = normalise_2020(raws, train_ids, rcfg, basis, out)
         basis_obj.save(build / "basis.json")
@@ -499,6 +515,7 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
     if pca is not None:
         manifest["feature_stats"]["pca"] = feature_stats([pca[c] for c in tr])
 
+    from tf_talkface.data.atvgnet_recipe import record_fields
     from tf_talkface.data.records import ClipRecord
 
     def records():
@@ -508,12 +525,17 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
             yield ClipRecord(clip_id=cid, speaker=r["speaker"], split=r["split"], source=r["source"],
                              recipe=recipe, audio=z["audio"], audio_sample_rate=schema["audio_sample_rate"],
                              landmarks_raw=z["landmarks_raw"], landmarks=norm[cid],
-                             features=z.get("features"), pca=None if pca is None else pca[cid])
+                             features=z.get("features"), pca=None if pca is None else pca[cid],
+                             **record_fields(z))
 
     if recipe == "eskimez2018":
         feats = [load(r)["features"] for r in usable if r["split"] == "train"] or \
                 [load(r)["features"] for r in usable]
         manifest["feature_stats"]["features"] = feature_stats(feats)
+    if recipe == "atvgnet":
+        mf = [load(r)["mfcc"] for r in usable if r["split"] == "train"] or \
+             [load(r)["mfcc"] for r in usable]
+        manifest["feature_stats"]["mfcc"] = feature_stats(mf)
     manifest["seconds"] = round(time.time() - t0, 1)
     manifest = write_dataset(build, manifest, records())
     if not keep_work:
@@ -541,15 +563,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--videos", action="append", metavar="DIR",
                    help="folder of talking-face videos (repeatable)")
     p.add_argument("--from-hdf5", metavar="FILE", help="convert an original HDF5 training file")
-    p.add_argument("--layout", choices=RECIPES, help="layout of --from-hdf5")
+    p.add_argument("--layout", choices=HDF5_LAYOUTS, help="layout of --from-hdf5")
     p.add_argument("--out", required=True, help="dataset folder, e.g. tfrecords/grid_s1_2018")
     p.add_argument("--recipe", choices=RECIPES, default="eskimez2018")
     p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions")
     p.add_argument("--split-by", choices=("clip", "speaker"), default="clip")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--basis", help="2020: reuse a PCA basis/template (dataset folder, basis.json, "
-                                   "or a folder in the original 2020 layout for --from-hdf5)")
+    p.add_argument("--basis", help="2020/atvgnet: reuse a PCA basis/template (dataset folder, "
+                                   "basis.json, or a folder in the original 2020 layout for "
+                                   "--from-hdf5)")
     p.add_argument("--mean-shape", help="2018: (68,2) .npy mean shape (default: the original's)")
     p.add_argument("--cache-dir", help="landmark cache folder ('none' to disable)")
     p.add_argument("--max-clips", type=int, help="only the first N videos (quick trials)")

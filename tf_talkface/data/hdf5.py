@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tf_talkface import __version__
-from tf_talkface.config import RECIPES, recipe as make_recipe
+from tf_talkface.config import HDF5_LAYOUTS, recipe as make_recipe
 from tf_talkface.data.build import (PrepareError, assign_splits, begin_dataset, feature_stats,
                                     finish_dataset, parse_split, write_dataset)
 from tf_talkface.data.manifest import FORMAT_VERSION, SPLITS
@@ -44,8 +44,8 @@ def import_hdf5(path: str | os.PathLike, out: str | os.PathLike, layout: str,
     from tf_talkface.face.pca import PCABasis, fit_pca
     from tf_talkface.resources import shared_data_dir
 
-    if layout not in RECIPES:
-        raise PrepareError(f"--layout {layout!r}: choose one of {', '.join(RECIPES)}")
+    if layout not in HDF5_LAYOUTS:
+        raise PrepareError(f"--layout {layout!r}: choose one of {', '.join(HDF5_LAYOUTS)}")
     fractions = parse_split(split)
     path = Path(path)
     need = ("flmark", "MelFeatures") if layout == "eskimez2018" else ("landmarks", "speech")

@@ -10,9 +10,15 @@ context features
 feature lists (one entry per frame, T entries)
     ``landmarks_raw`` float[136]: dlib 68-point pixel coordinates resampled to 25 fps (x0, y0, ...);
     ``landmarks`` float[68*D]: the recipe's normalised landmarks (2018: the 136-dim target;
-    2020: Procrustes-aligned, identity-removed);
+    2020: Procrustes-aligned, identity-removed; atvgnet: in the aligned crop, template-normalised
+    x5);
     ``features`` float[128] (2018 only): log-mel delta + delta-delta;
-    ``pca`` float[k] (2020 only): PCA coefficients of ``landmarks`` (the 2020 target).
+    ``pca`` float[k] (2020, atvgnet): PCA coefficients of ``landmarks`` (the 2020 target);
+    ``image_jpeg`` bytes (atvgnet): the aligned face crop of the frame, JPEG (RGB);
+    ``crop_matrix`` float[6] (atvgnet): the frame -> crop similarity ``[A | t]`` row-major.
+feature list with its own length (atvgnet)
+    ``mfcc`` float[12]: the MFCC of the audio padded with 1920 zeros on each side, 100 rows/s
+    (:mod:`tf_talkface.audio.mfcc`; ``4 T + 23`` rows).
 
 All writers go through :class:`ShardWriter`, which writes ``NAME.tmp`` and renames it on close,
 so a shard file that exists is complete.
@@ -62,7 +68,10 @@ class ClipRecord:
     landmarks_raw: np.ndarray | None  # (T, 68, 2) pixels; None for imported HDF5 data
     landmarks: np.ndarray        # (T, 68, D) normalised
     features: np.ndarray | None = None  # (T, 128) 2018
-    pca: np.ndarray | None = None       # (T, k) 2020
+    pca: np.ndarray | None = None       # (T, k) 2020, atvgnet
+    images_jpeg: list[bytes] | None = None  # T JPEG crops, atvgnet
+    crop_matrices: np.ndarray | None = None  # (T, 2, 3) frame -> crop, atvgnet
+    mfcc: np.ndarray | None = None      # (rows, 12) MFCC of the padded audio, atvgnet
 
     @property
     def num_frames(self) -> int:
@@ -77,10 +86,10 @@ def serialize_clip(rec: ClipRecord) -> bytes:
     """
     tf = _tf()
     t = rec.num_frames
-    for name in ("landmarks_raw", "features", "pca"):
+    for name in ("landmarks_raw", "features", "pca", "images_jpeg", "crop_matrices"):
         arr = getattr(rec, name)
-        if arr is not None and arr.shape[0] != t:
-            raise ValueError(f"clip {rec.clip_id}: {name} has {arr.shape[0]} frames, landmarks {t}")
+        if arr is not None and len(arr) != t:
+            raise ValueError(f"clip {rec.clip_id}: {name} has {len(arr)} frames, landmarks {t}")
 
     def b(v: str):
         return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode()]))
@@ -88,8 +97,8 @@ def serialize_clip(rec: ClipRecord) -> bytes:
     def i(v: int):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
 
-    def flist(arr: np.ndarray):
-        arr = np.asarray(arr, np.float32).reshape(t, -1)
+    def flist(arr: np.ndarray, rows: int = t):
+        arr = np.asarray(arr, np.float32).reshape(rows, -1)
         return tf.train.FeatureList(feature=[
             tf.train.Feature(float_list=tf.train.FloatList(value=row)) for row in arr])
 
@@ -106,6 +115,13 @@ def serialize_clip(rec: ClipRecord) -> bytes:
         lists["features"] = flist(rec.features)
     if rec.pca is not None:
         lists["pca"] = flist(rec.pca)
+    if rec.images_jpeg is not None:
+        lists["image_jpeg"] = tf.train.FeatureList(feature=[
+            tf.train.Feature(bytes_list=tf.train.BytesList(value=[bytes(j)])) for j in rec.images_jpeg])
+    if rec.crop_matrices is not None:
+        lists["crop_matrix"] = flist(rec.crop_matrices)
+    if rec.mfcc is not None:
+        lists["mfcc"] = flist(rec.mfcc, len(rec.mfcc))
     ex = tf.train.SequenceExample(context=context,
                                   feature_lists=tf.train.FeatureLists(feature_list=lists))
     return ex.SerializeToString()
@@ -117,14 +133,17 @@ class RecordSpec:
 
     landmark_dim: int = 136        # 68 * D of ``landmarks``
     feature_dim: int = 0           # 128 for 2018, 0 = absent
-    n_pca: int = 0                 # k for 2020, 0 = absent
+    n_pca: int = 0                 # k for 2020 and atvgnet, 0 = absent
     raw_landmarks: bool = True     # False for data imported from the original HDF5 files
+    image_size: int = 0            # atvgnet: side of the JPEG crops (with crop_matrix), 0 = absent
+    mfcc_dim: int = 0              # atvgnet: 12, 0 = absent
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "RecordSpec":
         s = manifest["schema"]
         return cls(landmark_dim=s["landmark_dim"], feature_dim=s.get("feature_dim", 0),
-                   n_pca=s.get("n_pca", 0), raw_landmarks=s.get("raw_landmarks", True))
+                   n_pca=s.get("n_pca", 0), raw_landmarks=s.get("raw_landmarks", True),
+                   image_size=s.get("image_size", 0), mfcc_dim=s.get("mfcc_dim", 0))
 
 
 def parse_clip(serialized, spec: RecordSpec) -> dict:
@@ -135,7 +154,9 @@ def parse_clip(serialized, spec: RecordSpec) -> dict:
         ``audio_sample_rate`` (int64), ``audio`` (samples,) float32 in [-1, 1],
         ``landmarks_raw`` (T, 136) unless ``spec.raw_landmarks`` is False, ``landmarks``
         (T, landmark_dim), and ``features`` (T, 128) /
-        ``pca`` (T, k) when the spec has them; all float32.
+        ``pca`` (T, k) when the spec has them; all float32. atvgnet also: ``image_jpeg`` (T,)
+        string (JPEG bytes, decoded by :mod:`tf_talkface.data.pixels`), ``crop_matrix``
+        (T, 2, 3) float32, ``mfcc`` (rows, 12) float32.
     """
     tf = _tf()
     ctx_spec = {
@@ -155,9 +176,16 @@ def parse_clip(serialized, spec: RecordSpec) -> dict:
         seq_spec["features"] = tf.io.FixedLenSequenceFeature([spec.feature_dim], tf.float32)
     if spec.n_pca:
         seq_spec["pca"] = tf.io.FixedLenSequenceFeature([spec.n_pca], tf.float32)
+    if spec.image_size:
+        seq_spec["image_jpeg"] = tf.io.FixedLenSequenceFeature([], tf.string)
+        seq_spec["crop_matrix"] = tf.io.FixedLenSequenceFeature([6], tf.float32)
+    if spec.mfcc_dim:
+        seq_spec["mfcc"] = tf.io.FixedLenSequenceFeature([spec.mfcc_dim], tf.float32)
     ctx, seq = tf.io.parse_single_sequence_example(serialized, ctx_spec, seq_spec)
     out = dict(ctx)
     out.update(seq)
+    if spec.image_size:
+        out["crop_matrix"] = tf.reshape(out["crop_matrix"], [-1, 2, 3])
     pcm = tf.io.decode_raw(out.pop("audio_pcm16"), tf.int16, little_endian=True)
     out["audio"] = tf.cast(pcm, tf.float32) / 32767.0
     return out
@@ -247,7 +275,8 @@ class ShardWriter:
 
 
 def iter_clips(files: Iterable[str | os.PathLike], spec: RecordSpec) -> Iterator[dict]:
-    """Read clips from shard files eagerly as numpy dicts (strings decoded to ``str``).
+    """Read clips from shard files eagerly as numpy dicts (string scalars decoded to ``str``;
+    ``image_jpeg`` stays an object array of ``bytes``).
 
     Raises:
         ValueError: a corrupt shard, naming the file.
@@ -257,7 +286,8 @@ def iter_clips(files: Iterable[str | os.PathLike], spec: RecordSpec) -> Iterator
         try:
             for raw in tf.data.TFRecordDataset(str(f)):
                 clip = parse_clip(raw, spec)
-                yield {k: (v.numpy().decode() if v.dtype == tf.string else v.numpy())
+                yield {k: (v.numpy().decode() if v.dtype == tf.string and v.shape.rank == 0
+                           else v.numpy())
                        for k, v in clip.items()}
         except tf.errors.DataLossError as e:
             raise ValueError(f"{f}: corrupt TFRecord shard ({e.message.splitlines()[0]})") from e
