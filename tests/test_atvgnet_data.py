@@ -317,3 +317,20 @@ def test_vgnet_batches(atv_dataset, size, value_range):
             ex = cv2.imdecode(np.frombuffer(clip["image_jpeg"][e], np.uint8),
                               cv2.IMREAD_COLOR)[:, :, ::-1] / 127.5 - 1
             np.testing.assert_allclose(x["example_image"][b].numpy(), ex, atol=1e-6)
+
+
+def test_mfcc_tf_in_a_saved_model(grid_audio, tmp_path):
+    """The TF twin traces with a dynamic length and survives a SavedModel round trip."""
+    import tensorflow as tf
+
+    class Front(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def windows(self, wav):
+            n = tf.shape(wav)[0] // 640
+            return M.mfcc_windows_tf(M.mfcc_padded_tf(wav), n)
+
+    tf.saved_model.save(Front(), str(tmp_path / "front"))
+    loaded = tf.saved_model.load(str(tmp_path / "front"))
+    sig = grid_audio[:50 * 640]
+    got = loaded.windows(tf.constant(sig)).numpy()
+    np.testing.assert_allclose(got, M.mfcc_windows(M.mfcc_padded(sig), 50), rtol=0, atol=1e-4)
