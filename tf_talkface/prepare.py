@@ -45,6 +45,7 @@ log = logging.getLogger("tf_talkface.prepare")
 VIDEO_EXTS = (".mpg", ".mpeg", ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 MIN_FRAMES = 8
 WORK_DIR = ".work"
+RUNNERS = ("local", "beam")
 
 
 # --------------------------------------------------------------------------- discovery
@@ -379,7 +380,8 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
             workers: int | None = None, split: str = "0.8,0.1,0.1", seed: int = 0,
             split_by: str = "clip", cache_dir: str | None = None, basis: str | None = None,
             mean_shape: str | None = None, max_clips: int | None = None,
-            keep_work: bool = False, progress: bool = True, overwrite: bool = False) -> dict:
+            keep_work: bool = False, progress: bool = True, overwrite: bool = False,
+            runner: str = "local", beam_options: str | None = None) -> dict:
     """Build a TFRecord dataset from talking-face videos. Library entry point of the CLI.
 
     Args:
@@ -396,6 +398,10 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
         overwrite: replace a dataset already at ``out`` (built beside it and swapped in at the
             end: :func:`~tf_talkface.data.build.begin_dataset`); without it such an ``out`` is
             refused.
+        runner: ``local`` (a process pool of ``workers``) or ``beam`` (the per-clip work as an
+            Apache Beam pipeline, :mod:`tf_talkface.data.beam_runner`; same output).
+        beam_options: Beam pipeline options as one string (default: the DirectRunner with
+            ``workers`` processes).
     Returns:
         The manifest dict (also written to ``out/manifest.json``).
     Raises:
@@ -407,6 +413,8 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
         raise PrepareError(f"--recipe {recipe!r}: choose one of {', '.join(RECIPES)}")
     if split_by not in ("clip", "speaker"):
         raise PrepareError(f"--split-by {split_by!r}: choose clip or speaker")
+    if runner not in RUNNERS:
+        raise PrepareError(f"--runner {runner!r}: choose {' or '.join(RUNNERS)}")
     fractions = parse_split(split)
     rcfg = make_recipe(recipe)
     jobs = find_videos(videos)
@@ -425,7 +433,15 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
     workers = workers or os.cpu_count() or 1
     log.info("%d videos, recipe %s, %d workers, landmark cache %s", len(jobs), recipe, workers, cache)
 
-    results = run_jobs(jobs, rcfg, work_dir, cache, workers, progress)
+    if runner == "beam":  # the same per-clip function, as a Beam pipeline (docs/beam.md)
+        from tf_talkface.data.beam_runner import beam_map, beam_options as full_options
+
+        run_info = {"name": "beam", "options": full_options(beam_options, workers)}
+        results = beam_map(_run_job, [(j, rcfg, work_dir, cache) for j in jobs], work_dir,
+                           beam_options, workers)
+    else:
+        run_info = {"name": "local", "workers": workers}
+        results = run_jobs(jobs, rcfg, work_dir, cache, workers, progress)
     usable = [r for r in results if r["ok"]]
     skipped = [{"clip_id": r["clip_id"], "source": r["source"], "reason": r["reason"]}
                for r in results if not r["ok"]]
@@ -456,7 +472,7 @@ def prepare(videos: list[str], out: str | os.PathLike, recipe: str = "eskimez201
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "recipe": rcfg.to_dict(),
         "sources": [str(v) for v in videos],
         "split": {"fractions": list(fractions), "seed": seed, "by": split_by},
-        "landmark_cache": str(cache) if cache else None,
+        "landmark_cache": str(cache) if cache else None, "runner": run_info,
     }
     # From here on the build folder changes: drop an unfinished manifest first, so no reader pairs
     # it with a new basis.json or new shards (an existing dataset is never the build folder).
@@ -580,12 +596,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing dataset at --out (built beside it, swapped in when "
                         "complete; without this flag an existing dataset is refused)")
+    p.add_argument("--runner", choices=RUNNERS, default="local",
+                   help="per-clip work in a local process pool (default) or as an Apache Beam "
+                        "pipeline (needs the beam extra; docs/beam.md)")
+    p.add_argument("--beam-options", metavar="ARGS",
+                   help='Beam pipeline options, e.g. "--runner=DirectRunner --direct_num_workers=2" '
+                        "(default: the DirectRunner with --workers processes)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code (0 ok, 1 nothing usable, 2 bad arguments)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--beam-options" in argv[:-1]:  # its value starts with "--": argparse would take it for
+        i = argv.index("--beam-options")  # an option of its own unless attached with "="
+        argv[i:i + 2] = [f"--beam-options={argv[i + 1]}"]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -604,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
                                cache_dir=args.cache_dir, basis=args.basis,
                                mean_shape=args.mean_shape, max_clips=args.max_clips,
                                keep_work=args.keep_work, progress=not args.quiet,
-                               overwrite=args.overwrite)
+                               overwrite=args.overwrite, runner=args.runner,
+                               beam_options=args.beam_options)
     except PrepareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1 if str(e).startswith("no usable clip") else 2
@@ -616,4 +643,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as tf_talkface.prepare, not as __main__: what Beam's workers unpickle (the per-clip
+    # function, ClipJob) must be importable there by its module's name
+    from tf_talkface.prepare import main as prepare_main
+
+    sys.exit(prepare_main())
