@@ -1,7 +1,8 @@
 """`prepare --runner beam` (issue 15): the per-clip work as an Apache Beam pipeline on the
 DirectRunner gives the same dataset as the local process pool — same clips, skip reasons,
 splits, frame counts, records (landmarks, features, PCA to float round-off) and the same
-manifest apart from run metadata — for both recipes, on real GRID clips plus bad files.
+manifest apart from run metadata — for every recipe (eskimez2018, eskimez2020, and atvgnet
+with its JPEG face crops), on real GRID clips plus bad files.
 
 The Beam runs use their own, initially empty landmark cache, so dlib runs inside the Beam
 workers (2 processes, ``multi_processing``) rather than reading what the local run cached; the
@@ -57,16 +58,17 @@ def corpus(data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built(beam, corpus, landmark_cache, tmp_path_factory):
-    """{recipe: (local dataset, beam dataset)}."""
+    """{recipe: (local dataset, beam dataset)}; the Beam runs share one landmark cache (dlib
+    runs in the first, eskimez2018)."""
     out = tmp_path_factory.mktemp("beam_datasets")
     beam_cache = out / "beam_cache"  # empty: landmarks extracted in the Beam workers
     common = dict(split="0.5,0.25,0.25", seed=1, progress=False)
     res = {}
-    for recipe in ("eskimez2018", "eskimez2020"):
+    for recipe in ("eskimez2018", "eskimez2020", "atvgnet"):
         local, on_beam = out / "local" / recipe, out / "beam" / recipe  # same name: the 2020
         # basis records the dataset folder's name
         P.prepare([corpus / "s1"], local, recipe, workers=2, cache_dir=str(landmark_cache), **common)
-        if recipe == "eskimez2018":
+        if recipe != "eskimez2020":
             P.prepare([corpus / "s1"], on_beam, recipe, workers=2, cache_dir=str(beam_cache),
                       runner="beam", beam_options=BEAM_2, **common)
         else:  # the CLI: the per-clip function and ClipJob must unpickle by name in the workers
@@ -111,7 +113,7 @@ def _close(a, b, what):
         assert (a == b).all(), what
 
 
-@pytest.mark.parametrize("recipe", ["eskimez2018", "eskimez2020"])
+@pytest.mark.parametrize("recipe", ["eskimez2018", "eskimez2020", "atvgnet"])
 def test_beam_gives_the_local_runners_dataset(built, recipe):
     local, on_beam = built[recipe]
     ml, mb = load_manifest(local), load_manifest(on_beam)
@@ -134,6 +136,8 @@ def test_beam_gives_the_local_runners_dataset(built, recipe):
     # the records themselves
     rl, rb = _records(local), _records(on_beam)
     assert set(rl) == set(rb)
+    if recipe == "atvgnet":  # the face crops (JPEG bytes) are among what is compared
+        assert {"image_jpeg", "crop_matrix", "mfcc"} <= set(next(iter(rb.values())))
     for cid in rl:
         a, b = rl[cid], rb[cid]
         assert set(a) == set(b), cid
@@ -142,7 +146,7 @@ def test_beam_gives_the_local_runners_dataset(built, recipe):
                 _close(a[k], b[k], f"{cid} {k}")
             else:
                 assert a[k] == b[k], f"{cid} {k}"
-    if recipe == "eskimez2020":
+    if recipe != "eskimez2018":
         bl = json.loads((local / "basis.json").read_text())
         bb = json.loads((on_beam / "basis.json").read_text())
         _close_nested(bl, bb, "basis.json")
