@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("audio/face", ("audio", "face")),
     ("data", ("data", "prepare", "files")),
     ("models/losses", ("models", "metrics")),
-    ("training", ("train",)),
+    ("training", ("train", "gan_callbacks")),
     ("serving/inference", ("card", "streamer", "stream_graph", "export", "saved_model")),
     ("animation/evaluation/drawing", ("viz", "animate", "evaluate", "replicate", "video_metrics")),
     ("CLIs", ("stream", "generate", "client")),

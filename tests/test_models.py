@@ -227,7 +227,8 @@ def test_keras_save_load_round_trip(name, tmp_path):
 
 
 def test_registry():
-    assert set(MODELS) == {"lstm", "cnn", "cnn_tc"}
+    assert set(MODELS) == {"lstm", "cnn", "cnn_tc", "atnet", "vgnet", "atvgnet_discriminator",
+                           "atvgnet_gan"}
     assert isinstance(build_model("cnn_tc"), SpeechToLandmarkCNN)
     with pytest.raises(ValueError, match="cnn, cnn_tc, lstm"):
         build_model("transformer")

@@ -1,4 +1,6 @@
-"""Small Keras layers shared by the landmark models."""
+"""Small Keras layers shared by the models: :class:`TargetScale` (landmark models) and the
+PyTorch-porting blocks of ATVGnet/DAVS (padding, transposed convs, BatchNorm settings, inits;
+docs/atvgnet_davs.md §P)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -55,3 +57,110 @@ class TargetScale(keras.layers.Layer):
         config = super().get_config()
         config.update(mean=self.mean, std=self.std)
         return config
+
+
+# --- PyTorch -> Keras building blocks (ATVGnet, DAVS; docs/atvgnet_davs.md §P) -----------------
+
+BN_EPSILON = 1e-5
+"""PyTorch BatchNorm eps (Keras' default is 1e-3)."""
+BN_MOMENTUM = 0.9
+"""Keras momentum equal to PyTorch's default BatchNorm momentum 0.1 (moving = 0.9 old + 0.1 new)."""
+
+
+def normal_init(stddev: float = 0.02) -> keras.initializers.Initializer:
+    """A fresh N(0, stddev) initializer (the ATVGnet/DAVS ``weights_init``; one per layer: Keras
+    returns the same values from a reused unseeded initializer)."""
+    return keras.initializers.RandomNormal(0.0, stddev)
+
+
+def torch_default_init() -> keras.initializers.Initializer:
+    """PyTorch's default Conv/Linear weight init, ``kaiming_uniform(a=sqrt(5))`` =
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (biases stay zero here; PyTorch draws them too)."""
+    return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def sync_batchnorm_default() -> bool:
+    """Whether BatchNorm should synchronise its batch statistics over replicas: yes when called
+    under a ``tf.distribute`` strategy with more than one replica (build the model in
+    ``strategy.scope()``), so a step on N replicas equals one device on the global batch."""
+    import tensorflow as tf
+
+    return tf.distribute.has_strategy() and tf.distribute.get_strategy().num_replicas_in_sync > 1
+
+
+def batch_norm(sync: bool = False, gamma_init: Any = None, name: str | None = None
+               ) -> keras.layers.BatchNormalization:
+    """BatchNorm with PyTorch's eps/momentum; ``gamma_init`` e.g. N(1, 0.02) (ATVGnet G)."""
+    return keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, synchronized=bool(sync),
+        gamma_initializer=gamma_init or "ones", name=name)
+
+
+@keras.saving.register_keras_serializable(package="tf_talkface", name="ReflectionPad2D")
+class ReflectionPad2D(keras.layers.Layer):
+    """PyTorch ``nn.ReflectionPad2d(p)`` on NHWC: (B, H, W, C) -> (B, H + 2p, W + 2p, C)."""
+
+    def __init__(self, padding: int = 1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.padding = int(padding)
+
+    def call(self, x: Any) -> Any:
+        p = self.padding
+        return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        b, h, w, c = input_shape
+        p = 2 * self.padding
+        return (b, None if h is None else h + p, None if w is None else w + p, c)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(padding=self.padding)
+        return config
+
+
+def torch_conv_transpose(filters: int, use_bias: bool, kernel_init: Any = None,
+                         name: str | None = None) -> list[keras.layers.Layer]:
+    """PyTorch ``ConvTranspose2d(k3, s2, p1, output_padding=1)`` (H -> 2H) as Keras layers:
+    ``Conv2DTranspose(k3, s2, "valid")`` (H -> 2H + 1) then crop the first row and column
+    (PyTorch keeps indices 1 .. 2H of the full output). Weights: PyTorch (in, out, kh, kw) ->
+    Keras (kh, kw, out, in), no flip."""
+    return [keras.layers.Conv2DTranspose(filters, 3, strides=2, padding="valid", use_bias=use_bias,
+                                         kernel_initializer=kernel_init or "glorot_uniform",
+                                         name=name),
+            keras.layers.Cropping2D(((1, 0), (1, 0)), name=None if name is None else name + "_crop")]
+
+
+def torch_conv(filters: int, kernel: int, stride: int = 1, padding: int = 0, use_bias: bool = True,
+               kernel_init: Any = None, name: str | None = None,
+               dtype: Any = None) -> list[keras.layers.Layer]:
+    """PyTorch ``Conv2d(k, s, p)`` with symmetric zero padding: ``ZeroPadding2D(p)`` + a valid
+    conv (TF "same" pads (0, 1) for stride 2 on even sizes; for stride 1 and p = (k-1)/2 it is
+    symmetric, and then a single "same" conv is used). Weights: (out, in, kh, kw) -> (kh, kw,
+    in, out)."""
+    init = kernel_init or "glorot_uniform"
+    if stride == 1 and 2 * padding == kernel - 1:
+        return [keras.layers.Conv2D(filters, kernel, padding="same", use_bias=use_bias,
+                                    kernel_initializer=init, name=name, dtype=dtype)]
+    pad = [keras.layers.ZeroPadding2D(padding, dtype=dtype)] if padding else []
+    return pad + [keras.layers.Conv2D(filters, kernel, strides=stride, padding="valid",
+                                      use_bias=use_bias, kernel_initializer=init, name=name,
+                                      dtype=dtype)]
+
+
+def conv_bn_relu(filters: int, kernel: int = 3, stride: int = 1, padding: int = 1,
+                 sync_bn: bool = False, init: bool = True, name: str | None = None
+                 ) -> list[keras.layers.Layer]:
+    """ATVGnet's ``ops.conv2d``: Conv2d without bias (PyTorch padding) + BatchNorm + ReLU; with
+    ``init`` the G/AT-net init (conv N(0, 0.02), BN gamma N(1, 0.02)), else PyTorch's default
+    (discriminator)."""
+    kinit = normal_init() if init else torch_default_init()
+    gamma = keras.initializers.RandomNormal(1.0, 0.02) if init else None
+    return torch_conv(filters, kernel, stride, padding, use_bias=False, kernel_init=kinit,
+                      name=name) + [batch_norm(sync_bn, gamma), keras.layers.ReLU()]
+
+
+def sequential(input_shape: tuple, layers: list[keras.layers.Layer], name: str) -> keras.Sequential:
+    """A built ``keras.Sequential`` (weights exist at once) of ``layers`` on ``input_shape``
+    (without the batch axis)."""
+    return keras.Sequential([keras.Input(input_shape)] + list(layers), name=name)
