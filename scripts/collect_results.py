@@ -97,6 +97,15 @@ def main():
              "`r` = Pearson correlation of predicted vs true mouth opening over time (mean over clips).", "",
              "| run | model | epochs | clips/frames | mouth RMSE | all RMSE | LMD | r | mean face mouth RMSE | mean face all RMSE | mean face LMD |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    # rows of earlier runs (other sessions) stay; a run collected again replaces its row
+    new_names = {name for name, *_ in rows}
+    old_md = out / "training.md"
+    if old_md.is_file():
+        for line in old_md.read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if (line.startswith("| ") and len(cells) == 11 and cells[0] not in ("run", *new_names)
+                    and not set(cells[0]) <= set("-")):
+                lines.append(line)
     for name, cfg, m, t in rows:
         mo, mf = t["model"], t["mean_face"]
         desc = cfg["model"] + (" NR" if cfg.get("noise") else "") + (
