@@ -23,7 +23,7 @@ on GRID s1 (its mouth moves 8x more than the bundled LSTM's; see saved_models/RE
 MODEL_ENV = "TF_TALKFACE_MODEL"
 """Environment variable that overrides the default model folder."""
 MODEL_KINDS = {"lstm": ("eskimez2018", 44100), "cnn": ("eskimez2020", 8000),
-               "cnn_tc": ("eskimez2020", 8000)}
+               "cnn_tc": ("eskimez2020", 8000), "atvgnet": ("atvgnet", 16000)}
 """Model kind -> (recipe, input sample rate in Hz): what a card may say (:func:`check_card`)."""
 
 

@@ -573,7 +573,15 @@ def _umask_permissions(root: Path) -> None:
 
 def export(source: str | os.PathLike, out: str | os.PathLike, basis: str | None = None,
            name: str | None = None, overwrite: bool = False) -> Path:
-    """:func:`load_trained` + :func:`export_model` (the CLI's library function)."""
+    """:func:`load_trained` + :func:`export_model` (the CLI's library function). An ATVGnet
+    checkpoint folder (with ``atvgnet.json``) goes to
+    :func:`tf_talkface.atvgnet_serving.export_atvgnet`."""
+    from tf_talkface.atvgnet_serving import CHECKPOINT_FILE, export_atvgnet
+
+    if (Path(source) / CHECKPOINT_FILE).is_file():
+        if Path(out).exists() and not overwrite:
+            raise ExportError(f"{out} exists; pass --overwrite to replace it")
+        return export_atvgnet(source, out, name=name)
     return export_model(load_trained(source, basis), out, name=name, overwrite=overwrite)
 
 
@@ -584,7 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(+ model_card.json), ready for generate and TF Serving.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", help="training run folder (runs/NAME)")
-    src.add_argument("--checkpoint", help="committed checkpoint saved_models/checkpoints/NAME.json")
+    src.add_argument("--checkpoint", help="committed checkpoint saved_models/checkpoints/NAME.json "
+                     "(ATVGnet: the checkpoint folder with atvgnet.json)")
     p.add_argument("--out", required=True, help="version folder, e.g. saved_models/NAME/1")
     p.add_argument("--basis", help="CNN models: PCA basis (dataset folder or basis.json)")
     p.add_argument("--name", help="model name in the card (default: the folder above the version)")

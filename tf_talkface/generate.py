@@ -277,12 +277,102 @@ def _load_photo_async(image, size: int, crop: float | None, face_index: int):
     return fut
 
 
+def _atvgnet_path(model) -> Path | None:
+    """The version folder when ``model`` names an exported ATVGnet model, else ``None``."""
+    if model is None or isinstance(model, LoadedModel):
+        return None
+    from tf_talkface.card import read_card, resolve_model_dir
+
+    try:
+        d = resolve_model_dir(model)
+        return d if read_card(d).get("model") == "atvgnet" else None
+    except ModelError:
+        return None  # load_model reports it
+
+
+def generate_atvgnet_file(path: str | os.PathLike, model, photo, out_dir: str | os.PathLike,
+                          name: str | os.PathLike | None = None, panels: bool = False
+                          ) -> dict[str, Path]:
+    """One speech file through ATVGnet with a photo (:mod:`tf_talkface.animate.atvgnet_video`):
+    ``NAME.mp4`` (the photo speaking, with the sound), ``NAME.npy`` (AT-net's landmarks, float32
+    (frames, 68, 2) in photo pixels, 25 fps) and with ``panels`` ``NAME.panels.mp4`` (landmarks |
+    attention | colour map | result, as the original's figure).
+
+    Raises:
+        GenerateError: unreadable, too short or silent audio.
+    """
+    from tf_talkface.animate.atvgnet_video import panels as make_panels
+    from tf_talkface.animate.atvgnet_video import speak
+    from tf_talkface.viz.video_io import write_video
+
+    path = Path(path)
+    try:
+        y = load_audio(path, int(model.card["sample_rate"]))
+    except AudioError as e:
+        raise GenerateError(str(e)) from None
+    if len(y) < int(model.card.get("min_samples", 1)):
+        raise GenerateError(f"{path}: audio too short ({len(y)} samples)")
+    if is_silent(y):
+        raise GenerateError(f"{path}: the audio is silent ({rms_dbfs(y):.0f} dBFS); nothing to animate")
+    try:
+        res = speak(model, y, photo.image, photo.points)
+    except (ModelError, ValueError) as e:
+        raise GenerateError(f"{path}: {e}") from None
+    if not np.all(np.isfinite(res.landmarks)):
+        raise GenerateError(f"{path}: the model produced non-finite landmarks")
+    stem = Path(name or path.stem)
+    out = Path(out_dir)
+    files = {"npy": output_path(out / stem, ".npy")}
+    files["npy"].parent.mkdir(parents=True, exist_ok=True)
+    save_npy(files["npy"], res.landmarks)
+    files["mp4"] = write_video(output_path(out / stem, ".mp4"), iter(res.frames), audio=str(path))
+    if panels:
+        files["panels"] = write_video(output_path(out / stem, ".panels.mp4"),
+                                      iter(make_panels(res)), audio=str(path))
+    return files
+
+
+def _generate_atvgnet(items, out: Path, model_dir: Path, image, size, crop, face_index,
+                      overwrite: bool, panels: bool, progress: bool) -> "Report":
+    from tf_talkface.animate.photo import DEFAULT_SIZE, PhotoError, load_photo
+    from tf_talkface.assets import resolve
+    from tf_talkface.atvgnet_serving import load_atvgnet
+
+    if image is None:
+        raise GenerateError(f"{model_dir}: ATVGnet animates a photo; give one with --image "
+                            "(--image example = the bundled portrait)")
+    try:
+        photo = load_photo(resolve(image, "photo"), size=size or DEFAULT_SIZE, crop=crop,
+                           face_index=face_index)
+    except PhotoError as e:
+        raise GenerateError(str(e)) from None
+    model = load_atvgnet(model_dir)
+    report = Report()
+    from tqdm.auto import tqdm
+
+    for path, stem in tqdm(items, desc="generate", unit="file",
+                           disable=not progress or len(items) < 2):
+        want = [".npy", ".mp4"] + ([".panels.mp4"] if panels else [])
+        if not overwrite and all(output_path(out / stem, s).is_file() for s in want):
+            report.skipped.append(path)
+            continue
+        try:
+            report.written[path] = generate_atvgnet_file(path, model, photo, out, stem, panels)
+        except GenerateError as e:
+            report.failed[path] = str(e)
+        except OSError as e:
+            report.failed[path] = f"{path}: cannot write its outputs: {os_error_message(e)}"
+        except RuntimeError as e:
+            report.failed[path] = f"{path}: {e}"
+    return report
+
+
 def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
              model: str | os.PathLike | LoadedModel | None = None, video: str | None = None,
              save_npy_mode: bool = False, load_npy_mode: bool = False, allow_silent: bool = False,
              overwrite: bool = False, size: int | None = None, progress: bool = True,
              image: str | os.PathLike | None = None, animation=None, crop: float | None = None,
-             face_index: int = 0) -> Report:
+             face_index: int = 0, panels: bool = False) -> Report:
     """Animate a file or a folder of files (the CLI's library function).
 
     Args:
@@ -300,6 +390,9 @@ def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
             speaking (:mod:`tf_talkface.animate`).
         animation: :class:`tf_talkface.animate.animator.AnimationSettings` for ``image``.
         crop, face_index: see :func:`tf_talkface.animate.photo.load_photo`.
+        panels: ATVGnet models: also ``NAME.panels.mp4`` (landmarks | attention | colour map |
+            result). An ATVGnet model (model card ``atvgnet``) needs ``image``; its ``NAME.mp4``
+            is the photo speaking through VG-net (:func:`generate_atvgnet_file`).
 
     Returns:
         a :class:`Report`; per-file problems are collected in ``report.failed``.
@@ -327,6 +420,14 @@ def generate(inputs: str | os.PathLike, out_dir: str | os.PathLike,
     items = find_inputs(inputs, (".npy",) if load_npy_mode else AUDIO_EXTENSIONS)
     if load_npy_mode and any(f.suffix.lower() != ".npy" for f, _ in items):
         raise GenerateError(f"{inputs}: --load-npy expects a .npy file or a folder of them")
+    atvgnet = _atvgnet_path(model)
+    if atvgnet is not None:
+        if load_npy_mode or save_npy_mode:
+            raise GenerateError("--load-npy/--save-npy do not apply to an ATVGnet model")
+        return _generate_atvgnet(items, out, atvgnet, image, size, crop, face_index, overwrite,
+                                 panels, progress)
+    if panels:
+        raise GenerateError("--panels needs an ATVGnet model (-m saved_models/atvgnet_...)")
     photo = None
     if image is not None:
         from tf_talkface.animate.photo import DEFAULT_SIZE
@@ -409,6 +510,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-silent", action="store_true",
                    help="render a neutral face for silent input instead of failing")
     p.add_argument("--overwrite", action="store_true", help="redo inputs whose outputs exist")
+    p.add_argument("--panels", action="store_true",
+                   help="ATVGnet models: also NAME.panels.mp4 (landmarks | attention | colour map "
+                        "| result)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     from tf_talkface.animate.animator import add_photo_arguments
 
@@ -447,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         report = generate(args.input, args.out, args.model, args.video, args.save_npy,
                           args.load_npy, args.allow_silent, args.overwrite, args.size,
                           progress=not args.quiet, image=args.image, animation=animation,
-                          crop=args.crop, face_index=args.face_index)
+                          crop=args.crop, face_index=args.face_index, panels=args.panels)
     except (GenerateError, ModelError) as e:
         print(f"generate: error: {e}", file=sys.stderr)
         return 1
