@@ -6,8 +6,9 @@ Two presets, the same code with other numbers:
 
 * ``paper``: the original's numbers (128 px, ngf 64, ConvGRU 512, 9 residual blocks, dropout 0.5;
   discriminator ndf 64; AT-net conv channels 64-128-256-256-512, Linear 2048/256, LSTM 3 x 256).
-* ``small``: a VG-net that trains meaningfully on a 2-core CPU (64 px, fewer channels and
-  residual blocks; chosen from ``scripts/bench_atvgnet.py``, numbers in its docstring). AT-net
+* ``small``: a VG-net that trains meaningfully on a 2-core CPU: 64 px, ngf 32, ConvGRU 256 (the
+  paper's 8 ngf), 4 residual blocks, discriminator ndf 32 / 256 / LSTM 128; chosen from
+  ``scripts/bench_atvgnet.py`` (numbers in its docstring). AT-net
   keeps the paper's numbers (its input, 28 x 12 MFCCs, does not depend on the image size; it
   costs ~0.3 GMAC per frame).
 
@@ -157,14 +158,14 @@ class ATVGConfig:
 
 PRESETS: dict[str, ATVGConfig] = {
     "paper": ATVGConfig(),
-    # see scripts/bench_atvgnet.py for the measurements behind these numbers
-    # 64 px, half the paper's VG-net channels, a 192-channel ConvGRU, 4 residual blocks: 5.7 M
-    # generator parameters (23 MB of weights, under the 30 MB a committed file may take)
+    # scripts/bench_atvgnet.py (2-core CPU, under load) on the 256-channel ConvGRU variant:
+    # ~94 training frames/s (GAN step, B 2, T 16), ~350 generated fps; paper: ~9 and ~26
+    # (float32). The ConvGRU is 192 channels and AT-net has half the channels and a 512-unit
+    # audio layer so that every weight file stays under the 30 MB a committed file may take:
+    # generator 5.7 M parameters (23 MB), AT-net 5.6 M (22 MB; the paper's 12288 x 2048 layer
+    # alone is 25 M).
     "small": ATVGConfig(image_size=64, ngf=32, gru_channels=192, n_res_blocks=4, ndf=32,
                         d_fc=256, d_lstm_units=128,
-                        # AT-net at half the channels and a 512-unit audio layer: 5.6 M
-                        # parameters (22 MB of weights) instead of 37 M (the paper's 12288 x 2048
-                        # layer alone is 25 M)
                         at_channels=(32, 64, 128, 128, 256), at_fc=(512, 256)),
 }
 """The presets by name."""

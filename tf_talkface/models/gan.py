@@ -130,6 +130,8 @@ class GANModel(keras.Model):
     def compile(self, g_optimizer: Any = None, d_optimizer: Any = None, **kwargs: Any) -> None:
         """Set (and build) both optimizers; other keyword arguments go to ``keras.Model.compile``
         (``run_eagerly``, ``jit_compile``, ``steps_per_execution``; no ``optimizer``/``loss``).
+        Keras' ``jit_compile="auto"`` resolves to no XLA on a CPU; ``jit_compile=True`` made
+        VG-net training 3-5x slower on this CPU (``scripts/bench_atvgnet.py --jit true``).
 
         Raises:
             ValueError: an optimizer is missing, or ``optimizer``/``loss`` was given.
