@@ -142,3 +142,17 @@ def test_generate_without_a_photo_is_one_clear_error(exported, tmp_path, capsys)
     assert main(["-i", "example", "-m", str(path), "-o", str(tmp_path / "o"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "ATVGnet animates a photo" in err and len(err.strip().splitlines()) == 1
+
+
+def test_evaluate_scores_the_model_and_both_baselines(exported, atv_dataset, tmp_path):
+    from tf_talkface.evaluate_atvgnet import SYSTEMS, evaluate_atvgnet
+
+    _, path = exported
+    s = evaluate_atvgnet(path, atv_dataset, tmp_path / "eval", max_clips=1, progress=False)
+    assert s["clips"] == 1 and set(s["systems"]) == set(SYSTEMS)
+    for name, m in s["systems"].items():
+        assert m["frames"] > 10 and 0 < m["ssim"] <= 1 and np.isfinite(m["cpbd"]), name
+    # the example baseline repeats frame 0: identical there, and better than an untrained net
+    assert s["systems"]["example"]["psnr_identical"] >= 1
+    assert s["systems"]["example"]["ssim"] > s["systems"]["atvgnet"]["ssim"]
+    assert (tmp_path / "eval" / "results.md").is_file() and (tmp_path / "eval" / "frames.png").is_file()

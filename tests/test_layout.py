@@ -31,15 +31,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("training", ("train", "gan_callbacks", "train_atvgnet")),
     ("serving/inference", ("card", "streamer", "stream_graph", "atvgnet_serving", "export",
                            "saved_model")),
-    ("animation/evaluation/drawing", ("viz", "animate", "evaluate", "replicate", "video_metrics")),
+    ("animation/evaluation/drawing", ("viz", "animate", "evaluate", "replicate", "video_metrics",
+                                      "evaluate_atvgnet")),
     ("CLIs", ("stream", "generate", "client")),
 ]
 """The layer order, lowest first: a module may import only from its own layer or the ones above
 it in this list (within a layer, the cycle test keeps the arrows one way). Each entry names a
 top-level module or subpackage of ``tf_talkface``."""
 
-CLIS = ("prepare", "train", "train_atvgnet", "export", "generate", "stream", "evaluate", "replicate",
-        "client")
+CLIS = ("prepare", "train", "train_atvgnet", "export", "generate", "stream", "evaluate",
+        "evaluate_atvgnet", "replicate", "client")
 """Every command-line tool: ``python -m tf_talkface.NAME`` and console script ``tf-talkface-NAME``
 (underscores as hyphens)."""
 
