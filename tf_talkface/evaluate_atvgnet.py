@@ -83,6 +83,7 @@ def evaluate_atvgnet(model_path: str | Path, data: str | Path, out: str | Path,
         raise DatasetError(f"{data}: not an atvgnet dataset")
     model = load_atvgnet(model_path)
     scores = {s: VideoScores() for s in SYSTEMS}
+    lm_pred, lm_static, lm_true = [], [], []
     shown = []
     n_clips = 0
     for cid, real, lmk, audio in tqdm(list(test_clips(data, max_clips)), desc="evaluate",
@@ -94,6 +95,9 @@ def evaluate_atvgnet(model_path: str | Path, data: str | Path, out: str | Path,
                         for f in res["frames"][:n]])
         systems = {"atvgnet": gen, "example": np.repeat(ex[None], n, axis=0),
                    "talking_photo": _talking_photo(ex, ex_lmk, res["landmarks"][:n])}
+        lm_pred.append(res["landmarks"][:n])
+        lm_static.append(np.repeat(ex_lmk[None], n, axis=0))
+        lm_true.append(lmk[:n])
         for s, frames in systems.items():
             scores[s].extend(score_clip(real[:n], frames))
         if len(shown) < 3:
@@ -102,8 +106,14 @@ def evaluate_atvgnet(model_path: str | Path, data: str | Path, out: str | Path,
                                                 systems["talking_photo"][i], gen[i]], axis=1)
                                 for i in idx]))
         n_clips += 1
+    from tf_talkface.metrics import pooled_metrics
+
     summary = {"model": str(model_path), "model_name": model.name, "data": str(data),
                "clips": n_clips, "systems": {s: scores[s].summary() for s in SYSTEMS}}
+    if n_clips:
+        summary["landmarks"] = {"atnet": pooled_metrics(lm_pred, lm_true),
+                                "example": pooled_metrics(lm_static, lm_true),
+                                "units": "normalised x5 crop landmarks"}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     from tf_talkface.data.manifest import write_json_atomic
@@ -121,6 +131,16 @@ def evaluate_atvgnet(model_path: str | Path, data: str | Path, out: str | Path,
         m = summary["systems"][s]
         lines.append(f"| {s} | {m['frames']} | {m['ssim']:.3f} | {m['psnr']:.2f} | "
                      f"{m['cpbd']:.3f} | {m['lmd']:.2f} | {m['lmd_sum']:.1f} |")
+    if n_clips:
+        lines += ["", "AT-net's landmarks against the real crops' (normalised x5 units; `example` = "
+                  "the first frame's landmarks held still):", "",
+                  "| landmarks | mouth RMSE | LMD | mouth-open r | opening range (truth) |",
+                  "|---|---:|---:|---:|---:|"]
+        for k in ("atnet", "example"):
+            m = summary["landmarks"][k]
+            lines.append(f"| {k} | {m['mouth_rmse']:.4f} | {m['lmd']:.4f} | "
+                         f"{m['mouth_open_r']:.3f} | {m['open_range']:.3f} "
+                         f"({m['open_range_true']:.3f}) |")
     (out / "results.md").write_text("\n".join(lines) + "\n")
     if shown:
         rows = [np.concatenate(f, axis=0) for _, f in shown]
