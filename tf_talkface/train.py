@@ -69,7 +69,7 @@ class TrainDiverged(TrainError):
     (``best.keras``/``final.keras`` removed) that ``export`` could pick up."""
 
 
-def _nonfinite_history(history: dict) -> str | None:
+def nonfinite_history(history: dict) -> str | None:
     """``"loss"`` (the first non-finite loss entry of the Keras history, with its epoch) or None."""
     for key, values in history.items():
         if "loss" not in key:
@@ -80,7 +80,8 @@ def _nonfinite_history(history: dict) -> str | None:
     return None
 
 
-def _nonfinite_weights(model) -> str | None:
+def nonfinite_weights(model) -> str | None:
+    """The path of the first weight of ``model`` holding NaN/Inf, or None."""
     for v in model.weights:
         a = np.asarray(v.numpy() if hasattr(v, "numpy") else v)
         if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
@@ -283,8 +284,26 @@ def get_strategy(name: str):
     return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
 
 
-def _file_sha1(path: Path) -> str:
+def file_sha1(path: Path) -> str:
+    """Hex SHA-1 of a file's bytes (the dataset manifest's, in a run's ``config.json``)."""
     return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def write_run_config(out: Path, record: dict) -> None:
+    """Write ``out/config.json`` (atomically). A restart must be the same run: an existing
+    config whose ``train`` settings or ``manifest_sha1`` differ is refused.
+
+    Raises:
+        TrainError: ``out`` holds a different run.
+    """
+    from tf_talkface.data.manifest import write_json_atomic
+
+    cfg_path = out / "config.json"
+    if cfg_path.is_file():
+        old = json.loads(cfg_path.read_text())
+        if old.get("train") != record["train"] or old.get("manifest_sha1") != record["manifest_sha1"]:
+            raise TrainError(f"{out} holds a different run (config.json differs); use another --out")
+    write_json_atomic(cfg_path, record)
 
 
 def previous_best(csv_path: Path, monitor: str) -> tuple[float | None, int]:
@@ -620,16 +639,9 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
                          f"{cfg.data} ({min(frames)} frames): its targets would all be padding")
     out = chief_out(Path(cfg.out), cfg.strategy)
     out.mkdir(parents=True, exist_ok=True)
-    cfg_path = out / "config.json"
-    record = {"train": dataclasses.asdict(cfg),
-              "manifest_sha1": _file_sha1(Path(cfg.data) / "manifest.json"),
-              "recipe": manifest["recipe"], "schema": manifest["schema"]}
-    if cfg_path.is_file():  # a restart must be the same run
-        old = json.loads(cfg_path.read_text())
-        if old.get("train") != record["train"] or old.get("manifest_sha1") != record["manifest_sha1"]:
-            raise TrainError(f"{out} holds a different run (config.json differs); use another --out")
-    from tf_talkface.data.manifest import write_json_atomic
-    write_json_atomic(cfg_path, record)
+    write_run_config(out, {"train": dataclasses.asdict(cfg),
+                           "manifest_sha1": file_sha1(Path(cfg.data) / "manifest.json"),
+                           "recipe": manifest["recipe"], "schema": manifest["schema"]})
     shutil.copyfile(Path(cfg.data) / "manifest.json", out / "manifest.json")
 
     keras.utils.set_random_seed(cfg.seed)
@@ -705,8 +717,8 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
                            f" — rebuild the dataset with python -m tf_talkface.prepare") from e
     seconds = time.time() - t0
     best_path = out / "best.keras"
-    bad = _nonfinite_history(hist.history)
-    bad_weight = None if bad else _nonfinite_weights(fit_model)
+    bad = nonfinite_history(hist.history)
+    bad_weight = None if bad else nonfinite_weights(fit_model)
     if bad or bad_weight:
         # NaN/Inf anywhere: no weights an export could take for a trained model
         for f in (best_path, out / "final.keras"):

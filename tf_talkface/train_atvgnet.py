@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tf_talkface.console import os_error_message, quiet_tensorflow
-from tf_talkface.train import (LossCurve, TrainDiverged, TrainError, chief_out, get_strategy,
-                               plot_history, previous_best, time_limit)
+from tf_talkface.train import (LossCurve, TrainDiverged, TrainError, chief_out, file_sha1,
+                               get_strategy, nonfinite_history, nonfinite_weights, plot_history,
+                               previous_best, time_limit, write_run_config)
 
 quiet_tensorflow()
 
@@ -161,15 +162,6 @@ def _save_gan(model, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def _finite(model) -> str | None:
-    import numpy as np
-
-    for v in model.weights:
-        if not np.all(np.isfinite(np.asarray(v))):
-            return v.path
-    return None
-
-
 def _datasets(cfg: ATVGTrainConfig, net_cfg, global_batch: int, n_val: int):
     from tf_talkface.data.pixels import atnet_dataset, vgnet_dataset
 
@@ -214,16 +206,9 @@ def train_atvgnet(cfg: ATVGTrainConfig, verbose: int | str = "auto") -> dict:
     net_cfg = cfg.network()
     out = chief_out(Path(cfg.out), cfg.strategy)
     out.mkdir(parents=True, exist_ok=True)
-    import hashlib
-    record = {"train": dataclasses.asdict(cfg), "network": net_cfg.to_dict(),
-              "manifest_sha1": hashlib.sha1((Path(cfg.data) / "manifest.json").read_bytes()).hexdigest(),
-              "recipe": manifest["recipe"]}
-    cfg_path = out / "config.json"
-    if cfg_path.is_file():
-        old = json.loads(cfg_path.read_text())
-        if old.get("train") != record["train"] or old.get("manifest_sha1") != record["manifest_sha1"]:
-            raise TrainError(f"{out} holds a different run (config.json differs); use another --out")
-    write_json_atomic(cfg_path, record)
+    write_run_config(out, {"train": dataclasses.asdict(cfg), "network": net_cfg.to_dict(),
+                           "manifest_sha1": file_sha1(Path(cfg.data) / "manifest.json"),
+                           "recipe": manifest["recipe"]})
 
     keras.utils.set_random_seed(cfg.seed)
     if cfg.mixed_precision:
@@ -275,15 +260,12 @@ def train_atvgnet(cfg: ATVGTrainConfig, verbose: int | str = "auto") -> dict:
     hist = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs,
                      steps_per_epoch=cfg.steps_per_epoch, callbacks=callbacks, verbose=verbose)
     seconds = time.time() - t0
-    import numpy as np
-
-    bad = next((k for k, v in hist.history.items() if not np.all(np.isfinite(v))), None)
-    bad = bad or _finite(model)
+    bad = nonfinite_history(hist.history) or nonfinite_weights(model)
     if bad:
         for f in ("best", "final"):
             shutil.rmtree(out / f, ignore_errors=True)
         shutil.rmtree(out / "backup", ignore_errors=True)
-        raise TrainDiverged(f"{out}: training diverged (non-finite {bad}); no weights were kept. "
+        raise TrainDiverged(f"{out}: training diverged ({bad}); no weights were kept. "
                             "Lower --lr or check the dataset")
     results = {"history_last": {k: float(v[-1]) for k, v in hist.history.items()},
                "epochs_run": len(next(iter(hist.history.values()), [])),
