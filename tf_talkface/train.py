@@ -639,6 +639,8 @@ def train(cfg: TrainConfig, verbose: int | str = "auto") -> dict:
                          f"{cfg.data} ({min(frames)} frames): its targets would all be padding")
     out = chief_out(Path(cfg.out), cfg.strategy)
     out.mkdir(parents=True, exist_ok=True)
+    from tf_talkface.data.manifest import write_json_atomic
+
     write_run_config(out, {"train": dataclasses.asdict(cfg),
                            "manifest_sha1": file_sha1(Path(cfg.data) / "manifest.json"),
                            "recipe": manifest["recipe"], "schema": manifest["schema"]})
