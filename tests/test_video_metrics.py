@@ -37,6 +37,19 @@ def test_degradations_are_ranked(frames):
     assert vm.cpbd(blurred) < vm.cpbd(real)
 
 
+def test_cpbd_is_not_fooled_by_pixel_replication(frames):
+    """A 2x nearest/area enlargement has 1-px steps that CPBD would call perfectly sharp (the
+    bug that scored every 128-px crop 1.0 at 256 px); the frame itself and a cubic enlargement
+    of a face crop must score well below 1."""
+    import cv2
+
+    crop = cv2.resize(frames[0][30:260, 70:300], (128, 128), interpolation=cv2.INTER_AREA)
+    assert vm.cpbd(crop) < 0.9
+    assert vm.cpbd(crop, size=256) < 0.9
+    blurred = cv2.GaussianBlur(crop, (0, 0), 1.5)
+    assert vm.cpbd(blurred, size=256) < vm.cpbd(crop, size=256)
+
+
 def test_lmd_sees_a_different_mouth(frames):
     # Another moment of the same sentence: the mouth shape differs, the face box does not.
     a, b = frames[0], frames[2]

@@ -16,8 +16,11 @@ well-kept libraries:
   ``compare_ssim(multichannel=True)``.
 - **PSNR**: grey images at 256x256, MAX 255 (scikit-image ``peak_signal_noise_ratio``).
 - **CPBD**: the ``cpbd`` package (Narvekar & Karam's cumulative probability of blur detection)
-  on the grey generated frames at 256x256; higher = sharper. The original ran its own port of the
-  same algorithm.
+  on the grey generated frame **at its own size** (the original scored its 128-px generated
+  frames); higher = sharper. The original ran its own port of the same algorithm. Not at the
+  256 px of SSIM/PSNR on purpose: ``INTER_AREA`` enlarges by pixel replication, whose 1-px steps
+  CPBD reads as perfectly sharp edges (every 128-px crop scored 1.0 there); when a size is asked
+  for, enlarging uses ``INTER_CUBIC``.
 
 Frames are ``uint8 (H, W, 3)`` RGB arrays. No TensorFlow here.
 """
@@ -103,12 +106,23 @@ def _cpbd_module():
     return cpbd
 
 
-def cpbd(frame: np.ndarray, size: int = EVAL_SIZE) -> float:
-    """CPBD sharpness (0..1, higher = sharper) of one RGB ``uint8 (H, W, 3)`` frame, grey at
-    ``size`` px, by the ``cpbd`` package."""
+def cpbd(frame: np.ndarray, size: int | None = None) -> float:
+    """CPBD sharpness (0..1, higher = sharper) of one RGB ``uint8 (H, W, 3)`` frame, grey, by
+    the ``cpbd`` package; at the frame's own size, or resized to ``size`` px (``INTER_AREA`` to
+    shrink, ``INTER_CUBIC`` to enlarge: pixel replication would fake sharp edges).
+
+    Raises:
+        MetricsError: not a uint8 RGB frame.
+    """
     if frame.dtype != np.uint8 or frame.ndim != 3:
         raise MetricsError(f"frame must be uint8 (H, W, 3) RGB, got {frame.dtype} {frame.shape}")
-    return float(_cpbd_module().compute(_grey(resize_eval(frame, size))))
+    if size is not None and (frame.shape[0], frame.shape[1]) != (size, size):
+        import cv2
+
+        grow = size > min(frame.shape[:2])
+        frame = cv2.resize(frame, (size, size),
+                           interpolation=cv2.INTER_CUBIC if grow else cv2.INTER_AREA)
+    return float(_cpbd_module().compute(_grey(frame)))
 
 
 def mouth_points_pair(real: np.ndarray, fake: np.ndarray, size: int = EVAL_SIZE
@@ -152,18 +166,21 @@ class VideoScores:
     ssim: list[float] = field(default_factory=list)
     psnr: list[float] = field(default_factory=list)
     cpbd: list[float] = field(default_factory=list)
+    cpbd_real: list[float] = field(default_factory=list)
     lmd: list[float] = field(default_factory=list)
     lmd_sum: list[float] = field(default_factory=list)
     frames: int = 0
     no_face: int = 0
 
     def add(self, real: np.ndarray, fake: np.ndarray, sharpness: bool = True) -> None:
-        """Score one pair of RGB ``uint8 (H, W, 3)`` frames (same size)."""
+        """Score one pair of RGB ``uint8 (H, W, 3)`` frames (same size); CPBD of both (the real
+        frame's is the reference a generator should reach)."""
         self.frames += 1
         self.ssim.append(ssim(real, fake))
         self.psnr.append(psnr(real, fake))
         if sharpness:
             self.cpbd.append(cpbd(fake))
+            self.cpbd_real.append(cpbd(real))
         pts = mouth_points_pair(real, fake)
         if pts is None:
             self.no_face += 1
@@ -173,7 +190,7 @@ class VideoScores:
             self.lmd_sum.append(s)
 
     def extend(self, other: "VideoScores") -> None:
-        for k in ("ssim", "psnr", "cpbd", "lmd", "lmd_sum"):
+        for k in ("ssim", "psnr", "cpbd", "cpbd_real", "lmd", "lmd_sum"):
             getattr(self, k).extend(getattr(other, k))
         self.frames += other.frames
         self.no_face += other.no_face
@@ -187,7 +204,7 @@ class VideoScores:
 
         return {"frames": self.frames, "ssim": mean(self.ssim), "psnr": mean(self.psnr),
                 "psnr_identical": int(sum(1 for x in self.psnr if not np.isfinite(x))),
-                "cpbd": mean(self.cpbd), "lmd": mean(self.lmd), "lmd_sum": mean(self.lmd_sum),
+                "cpbd": mean(self.cpbd), "cpbd_real": mean(self.cpbd_real), "lmd": mean(self.lmd), "lmd_sum": mean(self.lmd_sum),
                 "lmd_frames": len(self.lmd), "no_face": self.no_face, "eval_size": EVAL_SIZE}
 
 
