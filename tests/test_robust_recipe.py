@@ -72,6 +72,25 @@ def test_dim_weighted_loss():
     assert float(mse(yt, yp)) == pytest.approx(1 / 3 / 2)
 
 
+def test_velocity_term_penalises_a_face_that_does_not_move():
+    """Hand check: truth 0, 1, 0 on one dim; a static prediction at 0.5 has error 0.5 on every
+    frame (MSE 0.25 each) and misses the motion (differences 1, -1 against 0, 0): frames 1 and 2
+    add velocity * 1 each. A prediction with the right motion but an offset pays no velocity term.
+    Masked frames (sample weight 0) count for nothing."""
+    from tf_talkface.models.noise_resilient import DimWeightedLoss
+
+    yt = np.array([[[0.0], [1.0], [0.0]]], np.float32)
+    still = np.full_like(yt, 0.5)
+    loss = DimWeightedLoss("mse", [1.0], velocity=2.0)
+    assert float(loss(yt, still)) == pytest.approx((0.25 * 3 + 2.0 * 2) / 3)
+    assert float(loss(yt, yt + 0.5)) == pytest.approx(0.25)
+    assert float(DimWeightedLoss("mse", [1.0])(yt, still)) == pytest.approx(0.25)
+    w = np.array([[1, 1, 0]], np.float32)
+    assert float(loss(yt, still, sample_weight=w)) == pytest.approx((0.25 * 2 + 2.0) / 2)
+    with pytest.raises(ValueError, match="velocity"):
+        loss(np.zeros((2, 3), np.float32), np.ones((2, 3), np.float32))
+
+
 def test_mel_warp():
     from tf_talkface.data.pipeline import mel_warp
 

@@ -46,14 +46,14 @@ PRESETS = {
     # The papers' recipes (above): peak-normalised input, raw targets, the 2018 sigmoid read-out.
     "paper": {"level": "peak", "standardize": False, "readout": "lstm", "mouth_weight": 1.0,
               "gain_aug_db": 0.0, "compress_p": 0.0, "vtlp": 0.0, "lr_schedule": "constant",
-              "crop_frames": 0},
+              "crop_frames": 0, "velocity_weight": 0.0},
     # Issue 11 (our changes, for voices and recording levels never heard in training):
     # gated-RMS input level + level/compression augmentation (cnn), standardised targets with a
     # linear read-out, mouth-weighted loss, mel-axis VTLP (lstm), LR halved on plateaus, and
     # (cnn) random 32-frame windows of the clips: 2.3x more updates per CPU-minute.
     "robust": {"level": "loudness", "standardize": True, "readout": "linear", "mouth_weight": 2.0,
                "gain_aug_db": 6.0, "compress_p": 0.5, "vtlp": 0.2, "lr_schedule": "plateau",
-               "crop_frames": 32},
+               "crop_frames": 32, "velocity_weight": 0.0},
 }
 """Recipe presets; any single setting can still be given on its own (it wins)."""
 
@@ -130,6 +130,7 @@ class TrainConfig:
     vtlp: float | None = None
     lr_schedule: str | None = None
     crop_frames: int | None = None
+    velocity_weight: float | None = None
 
     def resolved(self) -> "TrainConfig":
         d = PAPER_DEFAULTS.get(self.model)
@@ -388,8 +389,9 @@ def build_for(cfg: TrainConfig, manifest: dict):
         # against the gradients); the mouth weights are scaled to average 1
         mouth = mouth_dim_weights(dim, cfg.mouth_weight)
         w = (np.ones(dim) if stats is None else 1.0 / stats[1].astype(np.float64) ** 2) * mouth / mouth.mean()
-        loss = (keras.losses.MeanSquaredError(reduction="mean_with_sample_weight")
-                if stats is None and cfg.mouth_weight == 1.0 else DimWeightedLoss("mse", w))
+        plain = stats is None and cfg.mouth_weight == 1.0 and not cfg.velocity_weight
+        loss = (keras.losses.MeanSquaredError(reduction="mean_with_sample_weight") if plain
+                else DimWeightedLoss("mse", w, velocity=cfg.velocity_weight or 0.0))
         model.compile(optimizer=opt, loss=loss,
                       weighted_metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
         return model, model
@@ -784,6 +786,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="standardised targets (training-split statistics, a fixed read-out scale)")
     p.add_argument("--readout", choices=("lstm", "linear"), help="lstm: last layer")
     p.add_argument("--mouth-weight", type=float, help="lstm: loss weight of mouth coordinates")
+    p.add_argument("--velocity-weight", type=float,
+                   help="lstm: weight of the same loss on frame-to-frame differences (0 = off)")
     p.add_argument("--gain-aug", dest="gain_aug_db", type=float, metavar="DB",
                    help="cnn: random level offset +-DB after loudness normalisation")
     p.add_argument("--compress-aug", dest="compress_p", type=float, metavar="P",
@@ -811,7 +815,8 @@ def main(argv: list[str] | None = None) -> int:
                       backup_every=args.backup_every, time_limit_min=args.time_limit,
                       init_weights=args.init_weights, preset=args.preset, level=args.level,
                       standardize=args.standardize, readout=args.readout,
-                      mouth_weight=args.mouth_weight, gain_aug_db=args.gain_aug_db,
+                      mouth_weight=args.mouth_weight, velocity_weight=args.velocity_weight,
+                      gain_aug_db=args.gain_aug_db,
                       compress_p=args.compress_p, vtlp=args.vtlp, lr_schedule=args.lr_schedule,
                       crop_frames=args.crop_frames)
     from tf_talkface.data.manifest import DatasetError

@@ -103,12 +103,20 @@ class DimWeightedLoss(keras.losses.Loss):
     targets of a model ending in :class:`~tf_talkface.models.layers.TargetScale`; mouth
     coordinates can be weighted up on top (issue 11).
 
+    With ``velocity > 0`` (sequences ``(B, T, dim)`` only) the same weighted error of the
+    frame-to-frame differences (per 40-ms frame) is added, times ``velocity``, to the loss of
+    the later frame of each pair (frame 0 adds none). It penalises a prediction that moves less
+    or more than the truth, not only one that sits elsewhere (issue 11's optional velocity term;
+    not in the papers).
+
     Args:
         kind: ``"l1"`` or ``"mse"``.
         weights: (dim,) floats.
+        velocity: weight of the difference term (0 = off, the papers).
     """
 
-    def __init__(self, kind: str = "l1", weights: Any = None, **kwargs: Any) -> None:
+    def __init__(self, kind: str = "l1", weights: Any = None, velocity: float = 0.0,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("reduction", "mean_with_sample_weight")
         kwargs.setdefault("name", f"dim_weighted_{kind}")
         super().__init__(**kwargs)
@@ -116,17 +124,27 @@ class DimWeightedLoss(keras.losses.Loss):
             raise ValueError(f"kind {kind!r}: 'l1' or 'mse'")
         self.kind = kind
         self.weights = None if weights is None else [float(v) for v in weights]
+        self.velocity = float(velocity)
 
-    def call(self, y_true: Any, y_pred: Any) -> Any:
-        d = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
+    def _error(self, d: Any) -> Any:
         d = tf.abs(d) if self.kind == "l1" else tf.square(d)
         if self.weights is not None:
             d = d * tf.constant(self.weights, tf.float32)
         return tf.reduce_mean(d, -1)
 
+    def call(self, y_true: Any, y_pred: Any) -> Any:
+        d = tf.cast(y_pred, tf.float32) - tf.cast(y_true, tf.float32)
+        loss = self._error(d)
+        if self.velocity:
+            if d.shape.rank != 3:
+                raise ValueError(f"velocity term needs (batch, frames, dim) targets, got {d.shape}")
+            dv = self._error(d[:, 1:] - d[:, :-1])
+            loss = loss + self.velocity * tf.pad(dv, [[0, 0], [1, 0]])
+        return loss
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(kind=self.kind, weights=self.weights)
+        config.update(kind=self.kind, weights=self.weights, velocity=self.velocity)
         return config
 
 
