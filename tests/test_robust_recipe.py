@@ -212,6 +212,23 @@ def test_voice_copies_go_into_the_training_split_only(small_datasets, tmp_path):
     assert load_manifest(d)["counts"]["train"] == 2 * before["counts"]["train"]
 
 
+def test_voice_copies_do_not_depend_on_the_number_of_workers(small_datasets, tmp_path):
+    """WORLD in 2 processes writes the same shard, byte for byte, as in one (each copy's
+    factors come from seed, clip id and copy number, and the order is kept)."""
+    import shutil
+
+    from tf_talkface.data.voices import add_voice_copies
+
+    shards = []
+    for workers in (1, 2):
+        d = tmp_path / f"ds{workers}"
+        shutil.copytree(small_datasets["eskimez2020"], d)
+        rec = add_voice_copies(d, copies=2, seed=7, progress=False, workers=workers)
+        assert rec["clips"] > 0
+        shards.append((d / rec["shard"]).read_bytes())
+    assert shards[0] == shards[1]
+
+
 def test_voice_copies_of_a_2018_dataset_carry_recomputed_features(small_datasets, tmp_path):
     """2018 records keep the 44.1-kHz audio: the copy's log-mel deltas are those of its own
     (perturbed, 16-bit) audio, computed as prepare does, and its landmarks are the clip's."""

@@ -1,6 +1,6 @@
 """Voice perturbation of a prepared 2018 or 2020 dataset: perturbed copies of the training clips.
 
-``python -m tf_talkface.data.voices tfrecords/grid_s1_2020 --copies 2``
+``python -m tf_talkface.data.voices tfrecords/grid_s1_2020 --copies 2 [--workers 2]``
 
 Why (issue 11): with one training speaker the model learns one voice. The standard remedy when
 speakers are few is to perturb the voice: shift the fundamental frequency (F0, x0.6-1.8 spans
@@ -99,10 +99,28 @@ def draw_factors(seed: int, clip_id: str, copy: int) -> tuple[float, float]:
     return f0, fm
 
 
+def _copy_job(job: tuple) -> tuple[np.ndarray, np.ndarray | None]:
+    """One copy (run in a worker process): the perturbed audio as it will be stored (16-bit
+    rounded, float32) and, for a 2018 dataset, its log-mel delta features ((frames, 128)
+    float32, the first ``n_frames``)."""
+    from tf_talkface.data.records import pcm16_bytes, pcm16_to_float
+
+    audio, sr, f0, fm, logmel, n_frames = job
+    y = pcm16_to_float(pcm16_bytes(perturb_voice(audio, sr, f0, fm)))  # as stored
+    if logmel is None:
+        return y, None
+    from tf_talkface.audio.features import logmel_delta_features
+
+    return y, logmel_delta_features(y, logmel)[:n_frames].astype(np.float32)
+
+
 def add_voice_copies(dataset_dir: str | Path, copies: int = 2, seed: int = 0,
-                     progress: bool = True) -> dict:
+                     progress: bool = True, workers: int = 1) -> dict:
     """Add ``copies`` voice-perturbed copies of every training clip of a 2018 or 2020 dataset
     (2018: the copy's log-mel delta features recomputed from its audio, as ``prepare`` does).
+
+    ``workers`` > 1 runs WORLD in that many processes; the copies do not depend on it (each
+    copy's factors come from ``(seed, clip id, copy)``, :func:`draw_factors`).
 
     Writes ``train-voices-00000.tfrecord`` (temp file + rename), then the manifest (atomic):
     the shard, ``counts.train`` and ``voice_perturbation`` (copies, seed, ranges, library,
@@ -112,13 +130,13 @@ def add_voice_copies(dataset_dir: str | Path, copies: int = 2, seed: int = 0,
         the ``voice_perturbation`` record.
 
     Raises:
-        DatasetError: not a 2018/2020 dataset with audio, or ``copies < 1``.
+        DatasetError: not a 2018/2020 dataset with audio, ``copies < 1`` or ``workers < 1``.
     """
     import tensorflow as tf
     from tqdm import tqdm
 
     from tf_talkface.data.pipeline import read_clips
-    from tf_talkface.data.records import ClipRecord, pcm16_bytes, pcm16_to_float, serialize_clip
+    from tf_talkface.data.records import ClipRecord, serialize_clip
 
     d = Path(dataset_dir)
     m = load_manifest(d)
@@ -126,17 +144,15 @@ def add_voice_copies(dataset_dir: str | Path, copies: int = 2, seed: int = 0,
     if recipe not in ("eskimez2018", "eskimez2020") or not m["schema"].get("audio_sample_rate"):
         raise DatasetError(f"{d}: voice copies need an eskimez2018/eskimez2020 dataset with audio "
                            f"(this one is {recipe})")
-    features_of = None
+    logmel = None
     if recipe == "eskimez2018":
-        from tf_talkface.audio.features import logmel_delta_features
         from tf_talkface.config import RecipeConfig
 
         logmel = RecipeConfig.from_dict(m["recipe"]).logmel
-
-        def features_of(y: np.ndarray, n: int) -> np.ndarray:
-            return logmel_delta_features(y, logmel)[:n].astype(np.float32)
     if copies < 1:
         raise DatasetError(f"--copies must be >= 1, got {copies}")
+    if workers < 1:
+        raise DatasetError(f"--workers must be >= 1, got {workers}")
     sr = int(m["schema"]["audio_sample_rate"])
     old = m.get("voice_perturbation")
     shards = [s for s in m["shards"] if not s["file"].startswith("train-voices-")]
@@ -149,24 +165,49 @@ def add_voice_copies(dataset_dir: str | Path, copies: int = 2, seed: int = 0,
     n = 0
     clips = read_clips(d, "train", base)
     total = base["counts"]["train"]
-    with tf.io.TFRecordWriter(str(tmp)) as w:
-        for c in tqdm(clips, total=total, disable=not progress, desc="voice copies", unit="clip"):
-            cid = c["clip_id"].numpy().decode()
-            audio = c["audio"].numpy()
-            landmarks = c["landmarks"].numpy()
+    pool = None
+    if workers > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    run = pool.map if pool is not None else map
+    batch = max(1, 4 * workers)  # clips read ahead per round of jobs (bounded memory)
+
+    def write_batch(w, group: list[dict]) -> int:
+        jobs = [(c["audio"], sr, *draw_factors(seed, c["clip_id"], k), logmel,
+                 len(c["landmarks"])) for c in group for k in range(1, copies + 1)]
+        out = iter(run(_copy_job, jobs))
+        for c in group:
             for k in range(1, copies + 1):
-                f0, fm = draw_factors(seed, cid, k)
-                y = pcm16_to_float(pcm16_bytes(perturb_voice(audio, sr, f0, fm)))  # as stored
+                y, feats = next(out)
                 rec = ClipRecord(
-                    clip_id=f"{cid}#v{k}", speaker=c["speaker"].numpy().decode(), split="train",
-                    source=c["source"].numpy().decode(), recipe=recipe, audio=y,
-                    audio_sample_rate=sr,
-                    landmarks_raw=c["landmarks_raw"].numpy() if "landmarks_raw" in c else None,
-                    landmarks=landmarks,
-                    features=None if features_of is None else features_of(y, len(landmarks)),
-                    pca=c["pca"].numpy() if "pca" in c else None)
+                    clip_id=f"{c['clip_id']}#v{k}", speaker=c["speaker"], split="train",
+                    source=c["source"], recipe=recipe, audio=y, audio_sample_rate=sr,
+                    landmarks_raw=c["landmarks_raw"], landmarks=c["landmarks"],
+                    features=feats, pca=c["pca"])
                 w.write(serialize_clip(rec))
-                n += 1
+        return len(jobs)
+
+    try:
+        with tf.io.TFRecordWriter(str(tmp)) as w:
+            group: list[dict] = []
+            for c in tqdm(clips, total=total, disable=not progress, desc="voice copies",
+                          unit="clip"):
+                group.append({
+                    "clip_id": c["clip_id"].numpy().decode(), "audio": c["audio"].numpy(),
+                    "landmarks": c["landmarks"].numpy(), "speaker": c["speaker"].numpy().decode(),
+                    "source": c["source"].numpy().decode(),
+                    "landmarks_raw": c["landmarks_raw"].numpy() if "landmarks_raw" in c else None,
+                    "pca": c["pca"].numpy() if "pca" in c else None})
+                if len(group) == batch:
+                    n += write_batch(w, group)
+                    group = []
+            if group:
+                n += write_batch(w, group)
+    finally:
+        if pool is not None:
+            pool.shutdown()
     tmp.replace(d / name)
     record = {"copies": copies, "seed": seed, "f0_range": list(F0_RANGE),
               "formant_range": list(FORMANT_RANGE), "library": "pyworld (WORLD: DIO, StoneMask, "
@@ -186,10 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dataset", help="prepared eskimez2018 or eskimez2020 dataset folder")
     p.add_argument("--copies", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes for WORLD (the copies are the same for any number)")
     p.add_argument("--quiet", action="store_true")
     a = p.parse_args(argv)
     try:
-        rec = add_voice_copies(a.dataset, a.copies, a.seed, progress=not a.quiet)
+        rec = add_voice_copies(a.dataset, a.copies, a.seed, progress=not a.quiet,
+                               workers=a.workers)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
