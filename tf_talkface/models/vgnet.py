@@ -107,8 +107,12 @@ class ConvGRU(keras.layers.Layer):
         self.built = True
 
     def _conv(self, x: tf.Tensor, kernel: Any) -> tf.Tensor:
-        return tf.nn.conv2d(x, tf.cast(kernel, x.dtype), strides=1, padding="SAME",
-                            dilations=self.dilation)
+        # tf.nn.convolution, not tf.nn.conv2d: on a CPU without oneDNN's kernel the dilated
+        # Conv2DBackpropFilter is not implemented ("Current CPU implementations do not yet
+        # support dilation rates larger than 1"); tf.nn.convolution does the dilation by
+        # space-to-batch, the same numbers, and trains on any device.
+        return tf.nn.convolution(x, tf.cast(kernel, x.dtype), strides=1, padding="SAME",
+                                 dilations=self.dilation)
 
     def call(self, x: Any, initial_state: Any = None, return_state: bool = False) -> Any:
         dt = self.compute_dtype
