@@ -136,7 +136,10 @@ def test_bundled_models_stream_through_their_signatures(speech, tmp_path, capsys
     s = open_streamer()  # bundled default (CNN)
     assert isinstance(s, SignatureStreamer) and s.sample_rate == 8000
     out, _ = _run(s, y8, [640])
-    ref = python_path_predict(load_trained(checkpoint("cnn_nr_voices")), y8, causal=True)
+    from tf_talkface.card import default_model_dir, read_card
+
+    source = Path(read_card(default_model_dir())["source"]).stem  # checkpoint it came from
+    ref = python_path_predict(load_trained(checkpoint(source)), y8, causal=True)
     assert np.abs(out - ref).max() <= TOL
     lstm = load_model(ROOT / "saved_models" / "lstm_grid_s1")
     assert lstm.card["streaming"]["latency_ms"] == pytest.approx(60.0)
