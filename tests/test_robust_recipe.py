@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import CHECKPOINTS, committed
 from tf_talkface.models.layers import TargetScale
 from tf_talkface.models.lstm import StackedLSTMInference, build_lstm
 
@@ -151,6 +152,48 @@ def test_presets_resolve_and_refuse_nonsense():
     with pytest.raises(TrainError, match="preset"):
         TrainConfig(data="d", model="cnn", out="o", preset="fast").resolved()
     assert set(PRESETS["paper"]) == set(PRESETS["robust"])
+
+
+def test_mouth_component_weights_follow_the_mouth_part_of_each_pca_axis():
+    from tf_talkface.face.pca import PCABasis
+    from tf_talkface.train import MOUTH_POINTS, pca_component_weights
+
+    basis = PCABasis.load(committed(CHECKPOINTS / "cnn_nr_voices5.basis.json"))
+    c = basis.components.astype(np.float64)
+    std = np.sqrt(np.asarray(basis.explained_variance_ratio)) * 0.02
+    w = pca_component_weights(c, std, 1.0)
+    # mouth weight 1: every unit axis moves the landmarks by 1, so the weights are equal (PCA
+    # units), i.e. the paper's raw-PCA L1, rescaled so that w * std averages 1
+    assert np.allclose(w, w[0]) and np.isclose(np.mean(w * std), 1.0)
+    w4 = pca_component_weights(c, std, 4.0)
+    mouth = np.zeros(c.shape[1], bool)
+    for p in MOUTH_POINTS:
+        mouth[2 * p:2 * p + 2] = True
+    share = (c[:, mouth] ** 2).sum(1)  # part of each unit axis on the mouth
+    ratio = w4 / w
+    assert np.array_equal(np.argsort(ratio), np.argsort(share))  # more mouth, more weight
+    assert np.isclose(np.mean(w4 * std), 1.0)
+    # the first component (the largest, mostly mouth opening) outweighs the smallest on
+    # standardised values, unlike the standardised loss that weights them equally
+    assert (w4 * std)[0] > 2 * (w4 * std)[-1]
+
+
+def test_nr_model_uses_the_given_dim_weights():
+    from tf_talkface.models.cnn import build_cnn
+    from tf_talkface.models.noise_resilient import NoiseResilientModel
+
+    net = build_cnn(target_mean=[0.0] * 6, target_std=[1.0] * 6)
+    wave = tf.random.stateless_normal((1, 320 * 9 + 2240), (1, 2)) * 0.1
+    y = tf.zeros((1, 10, 6))
+    terms = {}
+    for name, dims in (("default", None), ("first", [6.0, 0, 0, 0, 0, 0])):
+        nr = NoiseResilientModel(net, w_feat=0.0, dim_weights=dims)
+        terms[name] = nr.compute_terms(((wave, wave), y), training=False)
+    pred = np.asarray(net(wave))[0]
+    assert np.isclose(float(terms["default"]["l1_clean"]), np.abs(pred).mean(), rtol=1e-4)
+    assert np.isclose(float(terms["first"]["l1_clean"]), np.abs(pred[:, 0]).mean(), rtol=1e-4)
+    with pytest.raises(ValueError, match="dim_weights"):
+        NoiseResilientModel(net, dim_weights=[1.0, 2.0])
 
 
 def test_robust_runs_on_real_clips(small_datasets, tmp_path):

@@ -46,14 +46,14 @@ PRESETS = {
     # The papers' recipes (above): peak-normalised input, raw targets, the 2018 sigmoid read-out.
     "paper": {"level": "peak", "standardize": False, "readout": "lstm", "mouth_weight": 1.0,
               "gain_aug_db": 0.0, "compress_p": 0.0, "vtlp": 0.0, "lr_schedule": "constant",
-              "crop_frames": 0, "velocity_weight": 0.0},
+              "crop_frames": 0, "velocity_weight": 0.0, "component_weights": "standardised"},
     # Issue 11 (our changes, for voices and recording levels never heard in training):
     # gated-RMS input level + level/compression augmentation (cnn), standardised targets with a
     # linear read-out, mouth-weighted loss, mel-axis VTLP (lstm), LR halved on plateaus, and
     # (cnn) random 32-frame windows of the clips: 2.3x more updates per CPU-minute.
     "robust": {"level": "loudness", "standardize": True, "readout": "linear", "mouth_weight": 2.0,
                "gain_aug_db": 6.0, "compress_p": 0.5, "vtlp": 0.2, "lr_schedule": "plateau",
-               "crop_frames": 32, "velocity_weight": 0.0},
+               "crop_frames": 32, "velocity_weight": 0.0, "component_weights": "standardised"},
 }
 """Recipe presets; any single setting can still be given on its own (it wins)."""
 
@@ -131,6 +131,7 @@ class TrainConfig:
     lr_schedule: str | None = None
     crop_frames: int | None = None
     velocity_weight: float | None = None
+    component_weights: str | None = None
 
     def resolved(self) -> "TrainConfig":
         d = PAPER_DEFAULTS.get(self.model)
@@ -177,6 +178,8 @@ class TrainConfig:
             raise TrainError(f"--lr-schedule {self.lr_schedule!r}: constant or plateau")
         if self.model != "lstm" and self.gain_aug_db and self.level == "peak":
             raise TrainError("--gain-aug needs --level loudness (peak normalisation undoes a gain)")
+        if self.component_weights not in (None, "standardised", "mouth"):
+            raise TrainError(f"--component-weights {self.component_weights!r}: standardised or mouth")
         if self.mixed_precision not in (False, True, "float16", "bfloat16"):
             raise TrainError(f"--mixed-precision {self.mixed_precision!r}: float16 or bfloat16")
 
@@ -396,13 +399,18 @@ def build_for(cfg: TrainConfig, manifest: dict):
                       weighted_metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
         return model, model
     net = build_model(cfg.model, n_out=manifest["schema"]["n_pca"], dropout=cfg.dropout, **scale)
+    dims = net.loss_dim_weights
+    if stats is not None and cfg.component_weights == "mouth":
+        from tf_talkface.face.pca import PCABasis
+        dims = pca_component_weights(PCABasis.load(cfg.data).components, stats[1], cfg.mouth_weight)
     if cfg.noise:
         from tf_talkface.models.noise_resilient import NoiseResilientModel
-        nr = NoiseResilientModel(net, w_clean=cfg.w_clean, w_noisy=cfg.w_noisy, w_feat=cfg.w_feat)
+        nr = NoiseResilientModel(net, w_clean=cfg.w_clean, w_noisy=cfg.w_noisy, w_feat=cfg.w_feat,
+                                 dim_weights=dims)
         nr.compile(optimizer=opt)
         return nr, net
     loss = (keras.losses.MeanAbsoluteError(reduction="mean_with_sample_weight")
-            if stats is None else DimWeightedLoss("l1", net.loss_dim_weights))
+            if stats is None else DimWeightedLoss("l1", dims))
     net.compile(optimizer=opt, loss=loss)
     return net, net
 
@@ -415,6 +423,29 @@ def mouth_dim_weights(dim: int, mouth_weight: float) -> np.ndarray:
     for p in MOUTH_POINTS:
         w[p * d:(p + 1) * d] = mouth_weight
     return w
+
+
+def pca_component_weights(components: np.ndarray, std: np.ndarray,
+                          mouth_weight: float) -> np.ndarray:
+    """(k,) float32 L1 weights of a cnn model's PCA outputs (in PCA units) for
+    ``--component-weights mouth`` (issue 11; our change, not in the paper).
+
+    Component ``i`` is weighted by the mouth-weighted length of the landmark displacement one
+    unit of it causes, ``sqrt(sum_j m_j C_ij^2)`` (``m_j`` = ``mouth_weight`` on the coordinates
+    of points 48-67, 1 elsewhere; ``C`` the (k, 68*D) orthonormal basis), so the L1 follows the
+    mouth-weighted landmark error as the paper's raw-PCA L1 follows the landmark error, instead
+    of weighting every standardised component the same (``standardised``, which gives the small,
+    mostly non-speech components as much weight as the first, mouth-opening one). Scaled so
+    that the weights on standardised values (``w * std``) average 1, the scale of the
+    standardised L1.
+
+    Args:
+        components: (k, 68*D) principal axes; std: (k,) target std (PCA units, > 0).
+    """
+    c = np.asarray(components, np.float64)
+    m = mouth_dim_weights(c.shape[1], mouth_weight)
+    a = np.sqrt((c ** 2 * m).sum(1))
+    return (a / np.mean(a * np.asarray(std, np.float64))).astype(np.float32)
 
 
 def target_stats(cfg: TrainConfig, manifest: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -785,7 +816,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=None,
                    help="standardised targets (training-split statistics, a fixed read-out scale)")
     p.add_argument("--readout", choices=("lstm", "linear"), help="lstm: last layer")
-    p.add_argument("--mouth-weight", type=float, help="lstm: loss weight of mouth coordinates")
+    p.add_argument("--mouth-weight", type=float, help="loss weight of mouth coordinates (lstm; "
+                   "cnn with --component-weights mouth)")
+    p.add_argument("--component-weights", choices=("standardised", "mouth"),
+                   help="cnn: L1 weight per PCA component: equal on standardised values (robust "
+                   "preset) or by the mouth-weighted landmark displacement each causes")
     p.add_argument("--velocity-weight", type=float,
                    help="lstm: weight of the same loss on frame-to-frame differences (0 = off)")
     p.add_argument("--gain-aug", dest="gain_aug_db", type=float, metavar="DB",
@@ -818,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
                       mouth_weight=args.mouth_weight, velocity_weight=args.velocity_weight,
                       gain_aug_db=args.gain_aug_db,
                       compress_p=args.compress_p, vtlp=args.vtlp, lr_schedule=args.lr_schedule,
-                      crop_frames=args.crop_frames)
+                      crop_frames=args.crop_frames, component_weights=args.component_weights)
     from tf_talkface.data.manifest import DatasetError
     try:
         results = train(cfg, verbose=0 if args.quiet else "auto")

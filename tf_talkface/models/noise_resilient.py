@@ -161,13 +161,18 @@ class NoiseResilientModel(keras.Model):
     Args:
         model: the network; must be a :class:`SpeechToLandmarkCNN` (needs trunk features).
         w_clean, w_noisy, w_feat: loss weights (1, 1, 1e-3 as in the paper).
+        dim_weights: optional (n_out,) floats weighting each output's L1 (in the model's output
+            units); default ``model.loss_dim_weights`` (``1 / std``: the L1 of standardised
+            targets, or plain L1). ``train`` passes mouth-weighted component weights here
+            (``--component-weights mouth``, issue 11; our change).
 
     Raises:
         TypeError: ``model`` is not a :class:`SpeechToLandmarkCNN`.
+        ValueError: ``dim_weights`` has not ``n_out`` values.
     """
 
     def __init__(self, model: SpeechToLandmarkCNN, w_clean: float = 1.0, w_noisy: float = 1.0,
-                 w_feat: float = 1e-3, **kwargs: Any) -> None:
+                 w_feat: float = 1e-3, dim_weights: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(model, SpeechToLandmarkCNN):
             raise TypeError("NoiseResilientModel needs a SpeechToLandmarkCNN (build_cnn / "
@@ -176,6 +181,9 @@ class NoiseResilientModel(keras.Model):
         self.w_clean = float(w_clean)
         self.w_noisy = float(w_noisy)
         self.w_feat = float(w_feat)
+        self.dim_weights = None if dim_weights is None else [float(v) for v in dim_weights]
+        if self.dim_weights is not None and len(self.dim_weights) != model.n_out:
+            raise ValueError(f"dim_weights: {len(self.dim_weights)} values for {model.n_out} outputs")
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.l1_clean_tracker = keras.metrics.Mean(name="l1_clean")
         self.l1_noisy_tracker = keras.metrics.Mean(name="l1_noisy")
@@ -221,7 +229,7 @@ class NoiseResilientModel(keras.Model):
         pred, feats = self.model(inputs, training=training, return_features=True)
         pred_noisy, pred_clean = pred[:n], pred[n:]
         w = _frame_weights(sample_weight, pred_noisy)
-        dims = self.model.loss_dim_weights
+        dims = self.dim_weights if self.dim_weights is not None else self.model.loss_dim_weights
         l1_clean = weighted_l1(pred_clean, y, w, dims)
         l1_noisy = weighted_l1(pred_noisy, y, w, dims)
         feat = window_feature_mse(feats[n:], feats[:n], w, self.model.head.kernel_size[0],
@@ -255,7 +263,8 @@ class NoiseResilientModel(keras.Model):
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update(model=keras.saving.serialize_keras_object(self.model),
-                      w_clean=self.w_clean, w_noisy=self.w_noisy, w_feat=self.w_feat)
+                      w_clean=self.w_clean, w_noisy=self.w_noisy, w_feat=self.w_feat,
+                      dim_weights=self.dim_weights)
         return config
 
     @classmethod
