@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models/losses", ("models", "metrics")),
     ("training", ("train", "gan_callbacks", "train_atvgnet")),
     ("serving/inference", ("card", "streamer", "stream_graph", "atvgnet_serving", "export",
-                           "saved_model")),
+                           "saved_model", "post_filter")),
     ("animation/evaluation/drawing", ("viz", "animate", "evaluate", "replicate", "video_metrics",
                                       "evaluate_atvgnet")),
     ("CLIs", ("stream", "generate", "client")),
@@ -39,8 +39,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 it in this list (within a layer, the cycle test keeps the arrows one way). Each entry names a
 top-level module or subpackage of ``tf_talkface``."""
 
-CLIS = ("prepare", "train", "train_atvgnet", "export", "generate", "stream", "evaluate",
-        "evaluate_atvgnet", "replicate", "client")
+CLIS = ("prepare", "train", "train_atvgnet", "export", "post_filter", "generate", "stream",
+        "evaluate", "evaluate_atvgnet", "replicate", "client")
 """Every command-line tool: ``python -m tf_talkface.NAME`` and console script ``tf-talkface-NAME``
 (underscores as hyphens)."""
 

@@ -401,8 +401,13 @@ def _serving_fns(model: TrainedModel):
         def from_features(features, frames):
             frames = tf.cast(frames, tf.int32)
             w = tf.cast(features, tf.float32)
-            codes = C.generate_tc(net, w, init[None]) if kind == "cnn_tc" else net(w, training=False)
+            pf = getattr(net, "post_filter", None)
+            codes = (C.generate_tc(net, w, init[None]) if kind == "cnn_tc"
+                     else net(w, training=False, post_filter=False))
             codes = tf.convert_to_tensor(codes)[:, :tf.reduce_max(frames)]
+            if pf is not None:  # each clip's filter sees zeros beyond its last frame, as alone
+                valid = tf.range(tf.shape(codes)[1])[None, :] < frames[:, None]
+                codes = pf(tf.where(valid[..., None], codes, tf.zeros_like(codes)))
             return _finish(tf.einsum("btk,kd->btd", codes, comps) + mean, frames, codes)
 
         def from_waveform(waveform, lengths):
@@ -455,6 +460,7 @@ def model_card(model: TrainedModel, name: str, version: int) -> dict:
         "landmark_dim": 2,
         "delay": model.delay,
         "context": model.context,
+        "post_filter_frames": int(getattr(getattr(model.net, "post_filter", None), "frames", 0)),
         "noise_resilient": bool(model.train.get("noise")),
         "input_level": model.level.to_dict(),
         "frames_for_samples": ("1 + samples // 1764" if kind == "lstm" else "ceil(samples / 320)"),
@@ -503,7 +509,7 @@ def model_card(model: TrainedModel, name: str, version: int) -> dict:
         "stream_flush": {"inputs": {"state_*": "..."},
                          "outputs": {"landmarks": "float32 (frames, 68, 2) the remaining"}},
     })
-    latency, worst = stream_latency_ms(kind, model.delay)
+    latency, worst = stream_latency_ms(kind, model.delay, card["post_filter_frames"])
     card["streaming"] = {"latency_ms": latency, "max_latency_ms": worst, "state": state,
                          "doc": "tf_talkface.stream_graph (docs/serving.md, 'Streaming sessions')"}
     return card

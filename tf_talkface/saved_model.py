@@ -146,7 +146,8 @@ class LoadedModel:
         """
         try:
             return SignatureStreamer(self.module, self.card["model"], self.sample_rate,
-                                     int(self.card.get("delay") or 0), peak=peak)
+                                     int(self.card.get("delay") or 0), peak=peak,
+                                     post_filter_frames=int(self.card.get("post_filter_frames") or 0))
         except ValueError as e:
             raise ModelError(f"{self.path}: {e}") from None
 

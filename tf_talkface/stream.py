@@ -113,6 +113,7 @@ from tf_talkface.audio.level import CausalLevel
 from tf_talkface.card import CARD_FILE, ModelError, resolve_model_dir
 from tf_talkface.export import ExportError, load_trained
 from tf_talkface.files import save_npy
+from tf_talkface.models.layers import valid_filter
 from tf_talkface.saved_model import load_model
 from tf_talkface.stream_graph import cnn_propagate_fn
 from tf_talkface.streamer import Streamer, stream_in_chunks, streaming_peak
@@ -373,6 +374,12 @@ class CNNStreamer(Streamer):
         ts = getattr(net, "target_scale", None)
         self._std = None if ts is None else np.asarray(ts.std, np.float32)
         self._tmean = None if ts is None else np.asarray(ts.mean, np.float32)
+        # the temporal post-filter (issue 11): +-K frames of the coefficients, so a frame
+        # leaves K frames after its coefficients are computed
+        pf = getattr(net, "post_filter", None)
+        self._pf = None if pf is None else (np.asarray(pf.kernel, np.float32),
+                                            np.asarray(pf.bias, np.float32), pf.frames)
+        self.post_filter_frames = 0 if pf is None else int(pf.frames)
         propagate = cnn_propagate_fn(net)
         self._channels = propagate.channels
 
@@ -393,6 +400,10 @@ class CNNStreamer(Streamer):
         self.n_samples = 0
         self._c = self._init[None].copy()
         self.frames_emitted = 0
+        self._computed = 0  # frames through the network (= frames_emitted without a post-filter)
+        # post-filter input buffer: K zero frames before the stream (the layer's padding)
+        self._pf_buf = None if self._pf is None else np.zeros((self._pf[2], len(self._pf[1])),
+                                                               np.float32)
         self._closed = False
         self._agc = (CausalLevel(self.sample_rate, self.hop, self.level)
                      if self.level.mode == "loudness" else None)
@@ -401,7 +412,7 @@ class CNNStreamer(Streamer):
         """Feed padded-coordinate samples through the layers; returns the new frames."""
         self._bufs[0] = np.concatenate([self._bufs[0], samples[:, None]])
         ready = max(0, (self.pad + self.n_samples - self.read) // self.hop + 1)
-        if not final and ready <= self.frames_emitted:
+        if not final and ready <= self._computed:
             return _EMPTY  # no frame completed: only buffer (the layers run once per frame)
         res = self._run(*self._bufs)
         h = res[0].numpy()
@@ -418,6 +429,14 @@ class CNNStreamer(Streamer):
             self._c = c
         else:
             codes = h if self._std is None else h * self._std + self._tmean
+        self._computed += len(codes)
+        if self._pf is not None:  # the post-filter: emit what has its K later frames
+            kernel, bias, k = self._pf
+            buf = np.concatenate([self._pf_buf, codes.astype(np.float32)])
+            if final:
+                buf = np.concatenate([buf, np.zeros((k, buf.shape[1]), np.float32)])
+            codes = valid_filter(buf, kernel, bias)
+            self._pf_buf = buf[len(codes):]
         lm = (codes @ self._comps + self._mean).astype(np.float32)
         self.frames_emitted += len(lm)
         return lm.reshape(-1, 68, 2)
@@ -441,8 +460,8 @@ class CNNStreamer(Streamer):
             return _EMPTY
         # zeros up to the offline padded length 320 (F - 1) + 2240
         fed = self.pad + self.n_samples
-        out = self._propagate(np.zeros(self.hop * (total - 1) + self.window - fed, np.float32),
-                              final=True)
+        out = self._propagate(np.zeros(max(0, self.hop * (total - 1) + self.window - fed),
+                                       np.float32), final=True)
         if self.frames_emitted != total:  # pragma: no cover - guarded by the arithmetic
             raise AssertionError(f"emitted {self.frames_emitted} frames, expected {total}")
         return out

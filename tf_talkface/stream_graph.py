@@ -42,7 +42,10 @@ CNN (2020; :class:`CNNStreamGraph`)
     f32. Models with a loudness input level (issue 11) add the causal level estimate
     (:class:`~tf_talkface.audio.level.CausalLevel`): ``state_level_estimate`` f64,
     ``state_level_accepted`` i64, ``state_level_history`` f64 (10,), ``state_level_frames`` i64,
-    ``state_level_pending`` f32 (< 320,); their ``peak`` is unused.
+    ``state_level_pending`` f32 (< 320,); their ``peak`` is unused. Models with a temporal
+    post-filter over +-K frames (issue 11) add ``state_post_filter`` f32 (<= 2K + 1, n_out):
+    the coefficients not yet filtered (K zero rows at the start, the filter's padding), and
+    ``state_computed`` i32: frames through the network (``state_emitted`` lags it by K).
 
 Size of a session: LSTM ~ 9 KB + up to 7 KB of pending audio; CNN ~ 40 KB (the head's 121
 trunk positions x 64 channels dominate). Compute per 40-ms frame is what
@@ -316,6 +319,11 @@ class CNNStreamGraph(_StreamGraph):
         ts = getattr(net, "target_scale", None)  # standardised targets: the fixed read-out
         self.t_std = None if ts is None else tf.constant(np.asarray(ts.std, np.float32))
         self.t_mean = None if ts is None else tf.constant(np.asarray(ts.mean, np.float32))
+        pf = getattr(net, "post_filter", None)  # +-K frames of coefficients (issue 11)
+        self.pf_frames = 0 if pf is None else int(pf.frames)
+        if pf is not None:
+            self.pf_kernel = tf.constant(np.asarray(pf.kernel, np.float32))
+            self.pf_bias = tf.constant(np.asarray(pf.bias, np.float32))
         f32 = tf.float32
         self.level = model.level
         self.state_specs = {f"state_buffer{i}": tf.TensorSpec([None, c], f32)
@@ -326,6 +334,9 @@ class CNNStreamGraph(_StreamGraph):
                                      "state_level_history": tf.TensorSpec([None], tf.float64),
                                      "state_level_frames": tf.TensorSpec([], tf.int64),
                                      "state_level_pending": tf.TensorSpec([None], f32)})
+        if self.pf_frames:
+            self.state_specs["state_post_filter"] = tf.TensorSpec([None, self.n_out], f32)
+            self.state_specs["state_computed"] = tf.TensorSpec([], tf.int32)
         self.state_specs.update({
             "state_coefficients": tf.TensorSpec([1, self.n_out], f32),
             "state_samples": tf.TensorSpec([], tf.int64),
@@ -349,6 +360,9 @@ class CNNStreamGraph(_StreamGraph):
         if self.level.mode == "loudness":
             nb = block_frames(self.sample_rate, self.hop, self.level)
             state.update({f"state_{k}": v for k, v in causal_level_init_tf(nb).items()})
+        if self.pf_frames:  # K zero frames before the stream (the filter's padding)
+            state.update(state_post_filter=tf.zeros([self.pf_frames, self.n_out], tf.float32),
+                         state_computed=tf.constant(0, tf.int32))
         return state
 
     def _scale(self, codes):
@@ -362,7 +376,8 @@ class CNNStreamGraph(_StreamGraph):
         bufs[0] = tf.concat([bufs[0], samples[:, None]], axis=0)
         ready = tf.maximum(0, tf.cast((self.pad + state["state_samples"] - self.read) // self.hop,
                                       tf.int32) + 1)
-        run = tf.logical_or(final, ready > state["state_emitted"])
+        computed = state["state_computed"] if self.pf_frames else state["state_emitted"]
+        run = tf.logical_or(final, ready > computed)
         h, bufs = tf.cond(run, lambda: self.propagate(bufs),
                           lambda: (tf.zeros([0, self.n_out], tf.float32), bufs))
         c = state["state_coefficients"]
@@ -374,8 +389,17 @@ class CNNStreamGraph(_StreamGraph):
             c = tf.cond(tf.shape(codes)[0] > 0, lambda: codes[-1:], lambda: c)
         else:
             codes = self._scale(h)
-        lm = tf.reshape(tf.matmul(codes, self.comps) + self.mean, [-1, 68, 2])
         upd = dict(zip(names, bufs))
+        if self.pf_frames:  # emit the frames whose K later coefficients exist
+            upd["state_computed"] = computed + tf.shape(codes)[0]
+            buf = tf.concat([state["state_post_filter"], codes], 0)
+            buf = tf.cond(final, lambda: tf.concat(
+                [buf, tf.zeros([self.pf_frames, self.n_out], tf.float32)], 0), lambda: buf)
+            n = tf.maximum(0, tf.shape(buf)[0] - 2 * self.pf_frames)
+            codes = tf.cond(n > 0, lambda: tf.nn.conv1d(buf[None], self.pf_kernel, 1, "VALID")[0]
+                            + self.pf_bias, lambda: tf.zeros([0, self.n_out], tf.float32))
+            upd["state_post_filter"] = buf[n:]
+        lm = tf.reshape(tf.matmul(codes, self.comps) + self.mean, [-1, 68, 2])
         upd.update(state_coefficients=c, state_emitted=state["state_emitted"] + tf.shape(lm)[0])
         return lm, upd
 
@@ -404,8 +428,8 @@ class CNNStreamGraph(_StreamGraph):
 
         def finish():
             fed = self.pad + n
-            zeros = tf.zeros([tf.cast(self.hop * (tf.cast(total, tf.int64) - 1) + self.window - fed,
-                                      tf.int32)], tf.float32)
+            zeros = tf.zeros([tf.maximum(0, tf.cast(self.hop * (tf.cast(total, tf.int64) - 1)
+                                                    + self.window - fed, tf.int32))], tf.float32)
             return self._advance(zeros, state, final=tf.constant(True))[0]
 
         return tf.cond(total > state["state_emitted"], finish,
@@ -423,6 +447,8 @@ class SignatureStreamer(Streamer):
         sample_rate: the model's rate in Hz (model card ``sample_rate``).
         delay: the frame delay (model card ``delay``; 0 for the CNNs).
         peak: fixed peak normalisation for CNN models (ignored by the LSTM).
+        post_filter_frames: K of a CNN's post-filter (model card ``post_filter_frames``; only
+            the latency figures use it).
 
     Raises:
         ValueError: the SavedModel has no streaming signatures (exported before they existed),
@@ -430,7 +456,7 @@ class SignatureStreamer(Streamer):
     """
 
     def __init__(self, module: Any, kind: str, sample_rate: int, delay: int = 0,
-                 peak: float = 1.0) -> None:
+                 peak: float = 1.0, post_filter_frames: int = 0) -> None:
         sigs = module.signatures
         missing = [k for k in ("stream_init", "stream_step", "stream_flush") if k not in sigs]
         if missing:
@@ -441,6 +467,7 @@ class SignatureStreamer(Streamer):
         self._init, self._step, self._flush = (sigs["stream_init"], sigs["stream_step"],
                                                sigs["stream_flush"])
         self.model, self.kind, self.delay = module, kind, int(delay)
+        self.post_filter_frames = int(post_filter_frames)
         self.sample_rate, self.peak = int(sample_rate), float(peak)
         self.reset()
 

@@ -19,7 +19,8 @@ import numpy as np
 __all__ = ["Streamer", "stream_latency_ms", "streaming_peak", "stream_in_chunks"]
 
 
-def stream_latency_ms(kind: str, delay: int = 0) -> tuple[float, float]:
+def stream_latency_ms(kind: str, delay: int = 0, post_filter_frames: int = 0
+                      ) -> tuple[float, float]:
     """Algorithmic latency of streaming, in ms: ``(latency, max_latency)``.
 
     ``latency``: how long after the instant a frame depicts (its centre, ``t * 40`` ms) the
@@ -29,7 +30,8 @@ def stream_latency_ms(kind: str, delay: int = 0) -> tuple[float, float]:
     * ``"lstm"``: ``(delay * hop + n_fft - n_fft // 2) / sr`` = delay x 40 + 20 ms, and
       ``(delay * hop + n_fft) / sr`` = delay x 40 + 40 ms (hop = n_fft = 1764 at 44.1 kHz).
     * ``"cnn"``, ``"cnn_tc"``: ``(2237 - 1120) / 8000`` s = 139.625 ms (the trunk reads 2237
-      of the 2240 window samples, 1120 of them before the centre), and 2237 / 8000 s = 279.625.
+      of the 2240 window samples, 1120 of them before the centre), and 2237 / 8000 s = 279.625;
+      a CNN with a temporal post-filter over +-K frames (issue 11) adds K x 40 ms to both.
 
     Raises:
         ValueError: unknown ``kind``.
@@ -44,8 +46,9 @@ def stream_latency_ms(kind: str, delay: int = 0) -> tuple[float, float]:
     if kind in ("cnn", "cnn_tc"):
         from tf_talkface.models import cnn as C  # lazy: imports TensorFlow
 
-        return (1000.0 * (C.MIN_PADDED_LENGTH - C.PAD) / C.SAMPLE_RATE,
-                1000.0 * C.MIN_PADDED_LENGTH / C.SAMPLE_RATE)
+        extra = 1000.0 * post_filter_frames * C.HOP / C.SAMPLE_RATE
+        return (1000.0 * (C.MIN_PADDED_LENGTH - C.PAD) / C.SAMPLE_RATE + extra,
+                1000.0 * C.MIN_PADDED_LENGTH / C.SAMPLE_RATE + extra)
     raise ValueError(f"unknown model kind {kind!r}")
 
 
@@ -71,12 +74,14 @@ class Streamer:
         model: what the streamer runs (a trained model or a loaded SavedModel).
         kind: ``"lstm"``, ``"cnn"`` or ``"cnn_tc"``.
         delay: frame delay (LSTM; 0 for the CNNs).
+        post_filter_frames: K of a CNN's temporal post-filter (frames emitted K x 40 ms later).
     """
 
     sample_rate: int
     model: Any
     kind: str   # "lstm", "cnn" or "cnn_tc"
     delay: int  # frame delay (LSTM; 0 for the CNNs)
+    post_filter_frames: int = 0  # K of a CNN's temporal post-filter (0 = none)
 
     def push(self, chunk: Any) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -90,12 +95,12 @@ class Streamer:
     @property
     def latency_ms(self) -> float:
         """Algorithmic latency in ms (:func:`stream_latency_ms`)."""
-        return stream_latency_ms(self.kind, self.delay)[0]
+        return stream_latency_ms(self.kind, self.delay, self.post_filter_frames)[0]
 
     @property
     def max_latency_ms(self) -> float:
         """Worst case in ms from any sample to its first frame (:func:`stream_latency_ms`)."""
-        return stream_latency_ms(self.kind, self.delay)[1]
+        return stream_latency_ms(self.kind, self.delay, self.post_filter_frames)[1]
 
     def _accept(self, chunk: Any) -> np.ndarray | None:
         """Common start of ``push``: check the stream is open, convert the chunk, count its

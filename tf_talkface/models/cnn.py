@@ -53,7 +53,7 @@ import tensorflow as tf
 from tf_talkface.audio.waveform import (  # noqa: F401 - the 2020 input framing, re-exported
     HOP, PAD, SAMPLE_RATE, WINDOW, frames_for_samples, pad_and_scale, pad_and_scale_tf,
     padded_length, samples_for_frames)
-from tf_talkface.models.layers import TargetScale
+from tf_talkface.models.layers import TargetScale, TemporalFilter
 
 TRUNK_FILTERS: tuple[int, ...] = (64, 128, 256, 512)
 TRUNK_KERNEL: int = 21
@@ -198,6 +198,10 @@ class SpeechToLandmarkCNN(keras.Model):
         condition (TC only): float32 (batch, F, n_out); ``condition[:, t]`` = ground-truth
             coefficients of frame ``t - 1`` (teacher forcing; the pipeline builds it, with the
             template face's coefficients at ``t = 0``).
+        post_filter_frames: optional ``K`` >= 1 (plain model only): a
+            :class:`~tf_talkface.models.layers.TemporalFilter` over +-K frames after everything
+            else, in PCA units (issue 11; our change; fitted by :mod:`tf_talkface.post_filter`).
+            Streaming then emits each frame K x 40 ms later.
 
     Returns:
         float32 (batch, F, n_out); with ``return_features=True`` also the trunk output
@@ -213,7 +217,8 @@ class SpeechToLandmarkCNN(keras.Model):
 
     def __init__(self, n_out: int = 6, temporal_condition: bool = False, dropout: float = 0.2,
                  negative_slope: float = 0.3, hop: int = HOP, window: int = WINDOW,
-                 target_mean: Any = None, target_std: Any = None, **kwargs: Any) -> None:
+                 target_mean: Any = None, target_std: Any = None, post_filter_frames: int = 0,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         head_kernel, head_stride = _check_inputs(n_out, hop, window)
         self.n_out = int(n_out)
@@ -241,6 +246,12 @@ class SpeechToLandmarkCNN(keras.Model):
                     or len(target_std) != n_out:
                 raise ValueError(f"target_mean and target_std need {n_out} values each")
             self.target_scale = TargetScale(target_mean, target_std, name="target_scale")
+        self.post_filter = None
+        if post_filter_frames:
+            if temporal_condition:
+                raise ValueError("post_filter_frames: the autoregressive (TC) model has no "
+                                 "post-filter (its next frame depends on the filtered one)")
+            self.post_filter = TemporalFilter(post_filter_frames, n_out, name="post_filter")
         self.build(self.call_input_shape)
 
     @property
@@ -292,8 +303,10 @@ class SpeechToLandmarkCNN(keras.Model):
         return self.head_act(self.head(features))
 
     def call(self, inputs: Any, training: bool | None = None,
-             return_features: bool = False) -> Any:
+             return_features: bool = False, post_filter: bool = True) -> Any:
         """Forward pass; inputs/outputs as in the class docstring (dropout only if ``training``).
+        ``post_filter=False`` skips the post-filter (the SavedModel applies it itself after
+        zeroing the frames beyond each clip of a padded batch).
 
         Raises:
             ValueError: input structure does not match ``temporal_condition``.
@@ -305,6 +318,8 @@ class SpeechToLandmarkCNN(keras.Model):
             y = self.tc_dense(keras.ops.concatenate([y, keras.ops.cast(condition, y.dtype)], -1))
         if self.target_scale is not None:
             y = self.target_scale(y)
+        if self.post_filter is not None and post_filter:
+            y = self.post_filter(y)
         return (y, feats) if return_features else y
 
     @property
@@ -339,6 +354,8 @@ class SpeechToLandmarkCNN(keras.Model):
                       hop=self.hop, window=self.window)
         if self.target_scale is not None:
             config.update(target_mean=self.target_scale.mean, target_std=self.target_scale.std)
+        if self.post_filter is not None:
+            config.update(post_filter_frames=self.post_filter.frames)
         return config
 
 

@@ -1,4 +1,5 @@
-"""Small Keras layers shared by the models: :class:`TargetScale` (landmark models) and the
+"""Small Keras layers shared by the models: :class:`TargetScale` and :class:`TemporalFilter`
+(landmark models) and the
 PyTorch-porting blocks of ATVGnet/DAVS (padding, transposed convs, BatchNorm settings, inits;
 docs/atvgnet_davs.md §P)."""
 from __future__ import annotations
@@ -57,6 +58,63 @@ class TargetScale(keras.layers.Layer):
         config = super().get_config()
         config.update(mean=self.mean, std=self.std)
         return config
+
+
+@keras.saving.register_keras_serializable(package="tf_talkface", name="TemporalFilter")
+class TemporalFilter(keras.layers.Layer):
+    """A linear filter over frames: ``y_t = b + sum_{j=-K..K} x_{t+j} W_j``, with ``x = 0``
+    outside the sequence (a ``Conv1D`` with ``"same"`` zero padding, ``dim`` -> ``dim``).
+
+    The landmark CNN's post-filter (issue 11; our change, not in the paper): the 2020 CNN sees
+    a 280-ms window per frame, and a filter fitted by least squares on its training-split
+    outputs (:mod:`tf_talkface.post_filter`) lets every frame use +-``K`` frames of the
+    network's predictions around it. Streaming keeps the last ``2K`` inputs and emits a frame
+    ``K`` frames later (:func:`valid_filter` is the streamers' step); offline and streamed
+    outputs are equal. Created as the identity (kernel ``W_0 = I``, ``b = 0``).
+
+    Args:
+        frames: ``K`` >= 1 (frames at 25 fps each side). dim: features per frame.
+
+    Input/output: float32 (batch, T, dim), any T >= 0.
+    """
+
+    def __init__(self, frames: int, dim: int, **kwargs: Any) -> None:
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+        if int(frames) < 1 or int(dim) < 1:
+            raise ValueError(f"TemporalFilter: frames and dim must be >= 1, got {frames}, {dim}")
+        self.frames, self.dim = int(frames), int(dim)
+        eye = np.zeros((2 * self.frames + 1, self.dim, self.dim), np.float32)
+        eye[self.frames] = np.eye(self.dim, dtype=np.float32)
+        self.kernel = self.add_weight(name="kernel", shape=eye.shape,
+                                      initializer=keras.initializers.Constant(eye))
+        self.bias = self.add_weight(name="bias", shape=(self.dim,), initializer="zeros")
+
+    def call(self, x: Any) -> Any:
+        x = keras.ops.cast(x, "float32")
+        return keras.ops.conv(x, self.kernel, strides=1, padding="same") + self.bias
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(frames=self.frames, dim=self.dim)
+        return config
+
+
+def valid_filter(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """:class:`TemporalFilter` without padding, in numpy: (n, dim) inputs -> (n - 2K, dim)
+    outputs (none when ``n <= 2K``). float32."""
+    x = np.asarray(x, np.float32)
+    taps = kernel.shape[0]
+    n = len(x) - taps + 1
+    if n <= 0:
+        return np.zeros((0, kernel.shape[2]), np.float32)
+    out = np.tile(np.asarray(bias, np.float32), (n, 1))
+    for j in range(taps):
+        out += x[j:j + n] @ kernel[j]
+    return out.astype(np.float32)
 
 
 # --- PyTorch -> Keras building blocks (ATVGnet, DAVS; docs/atvgnet_davs.md §P) -----------------

@@ -1,0 +1,163 @@
+"""The landmark CNN's temporal post-filter (issue 11): the least-squares fit, the layer in the
+checkpoint and the SavedModel, and streaming (Python streamer and signatures) equal to offline
+with the promised K-frame latency, on real speech."""
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import committed, CHECKPOINTS
+from tf_talkface.export import export_model, load_trained, python_path_predict
+from tf_talkface.models.layers import TemporalFilter, valid_filter
+from tf_talkface.post_filter import (PostFilterError, fit_post_filter, main, solve_filter,
+                                     stack_frames, with_post_filter)
+from tf_talkface.saved_model import load_model
+from tf_talkface.stream import streamer_for
+
+K = 3
+
+
+def _random_filter(k=K, n=6, seed=0):
+    rng = np.random.default_rng(seed)
+    kernel = rng.normal(0, 0.15, (2 * k + 1, n, n)).astype(np.float32)
+    kernel[k] += np.eye(n, dtype=np.float32)
+    return kernel, rng.normal(0, 0.003, n).astype(np.float32)
+
+
+def test_layer_is_zero_padded_valid_filter_and_starts_as_identity():
+    layer = TemporalFilter(2, 3)
+    x = np.random.default_rng(1).normal(size=(1, 9, 3)).astype(np.float32)
+    assert np.allclose(layer(x), x)  # identity at creation
+    kernel, bias = _random_filter(2, 3, seed=2)
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
+    want = valid_filter(np.concatenate([np.zeros((2, 3)), x[0], np.zeros((2, 3))]), kernel, bias)
+    assert np.allclose(layer(x)[0], want, atol=1e-6)
+    # y_t = b + sum_j x_{t+j} W_j: a kernel with only W_{+1} = I is a shift to the left
+    shift = np.zeros((5, 3, 3), np.float32)
+    shift[3] = np.eye(3)
+    layer.kernel.assign(shift)
+    layer.bias.assign(np.zeros(3, np.float32))
+    assert np.allclose(layer(x)[0, :-1], x[0, 1:]) and np.allclose(layer(x)[0, -1], 0)
+    with pytest.raises(ValueError):
+        TemporalFilter(0, 3)
+
+
+def test_least_squares_recovers_a_known_filter():
+    kernel, bias = _random_filter(2, 4, seed=3)
+    rng = np.random.default_rng(4)
+    raw = [rng.normal(size=(rng.integers(40, 90), 4)) for _ in range(30)]
+    true = [stack_frames(r, 2) @ np.concatenate([kernel.reshape(-1, 4), bias[None]])
+            + rng.normal(0, 1e-3, (len(r), 4)) for r in raw]
+    k, b = solve_filter(raw, true, 2, ridge=0.0)
+    assert np.abs(k - kernel).max() < 5e-3 and np.abs(b - bias).max() < 5e-3
+    with pytest.raises(PostFilterError):
+        solve_filter(raw, true[:-1], 2)
+    with pytest.raises(PostFilterError):
+        solve_filter(raw, true, 0)
+
+
+@pytest.fixture(scope="module")
+def filtered(checkpoint):
+    """The committed default CNN (loudness input) with a random K=3 post-filter."""
+    m = load_trained(checkpoint("cnn_nr_voices5"))
+    return m, with_post_filter(m, *_random_filter())
+
+
+@pytest.fixture(scope="module")
+def speech(data_dir):
+    from tf_talkface.audio.io import load_audio
+
+    return load_audio(data_dir / "speech" / "test1.flac", 8000)[:8000 * 4]
+
+
+def test_checkpoint_model_applies_the_filter_to_the_networks_output(filtered, speech):
+    m, f = filtered
+    raw = m.basis.project(python_path_predict(m, speech).reshape(-1, 136))
+    out = f.basis.project(python_path_predict(f, speech).reshape(-1, 136))
+    kernel, bias = _random_filter()
+    want = valid_filter(np.concatenate([np.zeros((K, 6)), raw, np.zeros((K, 6))]), kernel, bias)
+    assert out.shape == raw.shape and np.abs(out - want).max() < 1e-5
+    with pytest.raises(PostFilterError, match="already"):
+        with_post_filter(f, *_random_filter())
+
+
+def _push_all(s, y, chunk):
+    s.reset()
+    out, when = [], []
+    for i in range(0, len(y), chunk):
+        lm = s.push(y[i:i + chunk])
+        out.append(lm)
+        when += [min(i + chunk, len(y))] * len(lm)
+    out.append(s.flush())
+    return np.concatenate(out), when
+
+
+@pytest.mark.parametrize("chunk", [160, 999, 8000])
+def test_python_streamer_equals_offline_k_frames_later(filtered, speech, chunk):
+    m, f = filtered
+    offline = python_path_predict(f, speech, causal=True)
+    got, when = _push_all(streamer_for(f), speech, chunk)
+    assert got.shape == offline.shape and np.abs(got - offline).max() < 1e-5
+    _, plain_when = _push_all(streamer_for(m), speech, chunk)
+    s = streamer_for(f)
+    assert s.latency_ms == pytest.approx(streamer_for(m).latency_ms + K * 40)
+    # frame t leaves when the plain model's frame t + K does (or at the flush)
+    for t in range(len(when)):
+        assert when[t] == (plain_when[t + K] if t + K < len(plain_when) else len(speech))
+
+
+def test_savedmodel_and_signatures_equal_the_python_path(filtered, speech, tmp_path):
+    _, f = filtered
+    d = export_model(f, tmp_path / "pf" / "1")
+    card = json.loads((d / "model_card.json").read_text())
+    assert card["post_filter_frames"] == K
+    assert card["streaming"]["latency_ms"] == pytest.approx(139.625 + K * 40)
+    loaded = load_model(d)
+    assert np.abs(loaded.predict(speech) - python_path_predict(f, speech)).max() < 1e-5
+    # a padded batch: the shorter clip's last frames see zeros beyond it, as when alone
+    a, b = loaded.predict_batch([speech, speech[:9000]])
+    assert np.abs(b - python_path_predict(f, speech[:9000])).max() < 1e-5
+    assert np.abs(a - python_path_predict(f, speech)).max() < 1e-5
+    s = loaded.streamer()
+    assert s.latency_ms == pytest.approx(139.625 + K * 40)
+    offline = python_path_predict(f, speech, causal=True)
+    for chunk in (333, 4000):
+        got, _ = _push_all(s, speech, chunk)
+        assert got.shape == offline.shape and np.abs(got - offline).max() < 1e-5
+    short = speech[:500]  # fewer frames than the filter spans
+    got, _ = _push_all(s, short, 100)
+    assert np.abs(got - python_path_predict(f, short, causal=True)).max() < 1e-5
+
+
+def test_fit_on_real_clips_improves_the_fit_and_the_cli_writes_a_loadable_checkpoint(
+        small_datasets, data_dir, tmp_path):
+    d20 = small_datasets["eskimez2020"]
+    src = committed(CHECKPOINTS / "cnn_nr_voices5.json")
+    m = load_trained(src, basis=d20)
+    f, rec = fit_post_filter(m, d20, frames=2, max_clips=4, progress=False)
+    assert rec["clips"] == 4 and rec["n_frames"] > 200
+    # least squares with the identity among its solutions: never worse on what it fitted
+    assert all(a >= b - 1e-3 for a, b in zip(rec["r2_after"], rec["r2_before"]))
+    assert sum(rec["r2_after"]) > sum(rec["r2_before"])
+    # with noisy copies: every clip enters twice (clean and mixed), the draws are recorded
+    fn, recn = fit_post_filter(m, d20, frames=2, max_clips=4, progress=False,
+                               noise=data_dir / "noise", snrs=(5.0,), seed=3)
+    assert recn["clips"] == 4 and recn["n_frames"] == 2 * rec["n_frames"]
+    assert recn["noise"]["files"] >= 2 and recn["noise"]["snr_db"] == [5.0]
+    assert not np.allclose(fn.net.post_filter.kernel, f.net.post_filter.kernel)
+    with pytest.raises(PostFilterError, match="noise"):
+        fit_post_filter(m, d20, frames=2, max_clips=1, progress=False, noise=tmp_path)
+    out = tmp_path / "ck" / "cnn_pf.json"
+    assert main(["--model", str(src), "--basis", str(d20), "--data", str(d20), "--frames", "2",
+                 "--max-clips", "4", "--out", str(out), "--quiet"]) == 0
+    ck = json.loads(out.read_text())
+    assert ck["post_filter"]["frames"] == 2 and "test" not in ck
+    back = load_trained(out)
+    y = np.random.default_rng(0).normal(0, 0.05, 12000).astype(np.float32)
+    assert np.abs(python_path_predict(back, y) - python_path_predict(f, y)).max() < 1e-6
+    # a dataset of another PCA basis is refused, and so is a TC model
+    assert main(["--model", str(src), "--data", str(d20), "--out", str(tmp_path / "x.json"),
+                 "--quiet"]) == 2
+    assert not (tmp_path / "x.json").exists()
