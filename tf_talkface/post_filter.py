@@ -130,14 +130,14 @@ def with_post_filter(model: Any, kernel: np.ndarray, bias: np.ndarray) -> Any:
     return dataclasses.replace(model, net=new)
 
 
-def _noisy_copy(y: np.ndarray, noises: list[np.ndarray], snrs: tuple, rng) -> tuple:
+def _noisy_copy(y: np.ndarray, noises: list[np.ndarray], snrs: tuple, rng) -> np.ndarray:
     """``y`` mixed with a random segment of a random noise at a random SNR of ``snrs`` (dB)."""
     from tf_talkface.audio.noise import mix_at_snr, noise_segment
 
-    i = int(rng.integers(len(noises)))
-    noise, snr = noises[i], float(snrs[int(rng.integers(len(snrs)))])
+    noise = noises[int(rng.integers(len(noises)))]
+    snr = float(snrs[int(rng.integers(len(snrs)))])
     start = int(rng.integers(max(1, len(noise) - len(y))))
-    return mix_at_snr(y, noise_segment(noise, len(y), start), snr), i, snr
+    return mix_at_snr(y, noise_segment(noise, len(y), start), snr)
 
 
 def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float = 1e-3,
@@ -168,6 +168,7 @@ def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float
     from tf_talkface.data.manifest import load_manifest
     from tf_talkface.data.pipeline import read_clips
     from tf_talkface.face.pca import PCABasis
+    from tf_talkface.train import file_sha1
 
     if model.kind != "cnn":
         raise PostFilterError(f"a post-filter needs a plain cnn model, not {model.kind!r}")
@@ -180,14 +181,13 @@ def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float
                               "dataset the model was trained on)")
     noises = []
     if noise is not None:
-        from tf_talkface.audio.io import load_audio
-        from tf_talkface.audio.noise import AUDIO_EXTENSIONS
+        from tf_talkface.audio.noise import NoiseBank
 
-        files = sorted(f for f in Path(noise).iterdir() if f.suffix.lower() in AUDIO_EXTENSIONS) \
-            if Path(noise).is_dir() else []
-        if not files:
-            raise PostFilterError(f"--noise {noise}: not a folder of noise files")
-        noises = [load_audio(f, model.sample_rate) for f in files]
+        try:
+            bank = NoiseBank.from_dir(noise, model.sample_rate, decoder="ffmpeg")
+        except (FileNotFoundError, ValueError) as e:
+            raise PostFilterError(f"--noise {noise}: {e}") from None
+        noises = [bank.waveform(i) for i in range(bank.num_files)]
     rng = np.random.default_rng(seed)
     t0 = time.time()
     raw, true = [], []
@@ -199,7 +199,7 @@ def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float
         raw.append(a)
         true.append(b)
         if noises:
-            mixed, _, _ = _noisy_copy(np.asarray(clip["audio"], np.float32), noises, snrs, rng)
+            mixed = _noisy_copy(np.asarray(clip["audio"], np.float32), noises, snrs, rng)
             a, b = clip_codes(model, dict(clip, audio=mixed))
             raw.append(a)
             true.append(b)
@@ -221,18 +221,12 @@ def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float
     record = {"frames": int(frames), "ridge": float(ridge), "data": str(data), "split": split,
               "noise": None if noise is None else {"folder": str(noise), "snr_db": list(snrs),
                                                   "seed": int(seed), "files": len(noises)},
-              "manifest_sha1": _sha1(data / "manifest.json"), "clips": len(raw) // (2 if noises else 1),
+              "manifest_sha1": file_sha1(data / "manifest.json"), "clips": len(raw) // (2 if noises else 1),
               "n_frames": int(sum(len(a) for a in raw)),
               "r2_before": r2(raw), "r2_after": r2(filtered), "seconds": round(time.time() - t0, 1),
               "note": "linear filter over +-frames of the network's PCA output, least squares on "
                       "the split with the network frozen (tf_talkface.post_filter)"}
     return out, record
-
-
-def _sha1(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 def save_checkpoint(model: Any, source: str | Path, record: dict, out: str | Path) -> Path:

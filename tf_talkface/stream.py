@@ -400,8 +400,8 @@ class CNNStreamer(Streamer):
         self.n_samples = 0
         self._c = self._init[None].copy()
         self.frames_emitted = 0
-        self._computed = 0  # frames through the network (= frames_emitted without a post-filter)
-        # post-filter input buffer: K zero frames before the stream (the layer's padding)
+        # post-filter input buffer: K zero frames before the stream (the layer's padding); it
+        # always holds K + (frames through the network) - (frames emitted) rows
         self._pf_buf = None if self._pf is None else np.zeros((self._pf[2], len(self._pf[1])),
                                                                np.float32)
         self._closed = False
@@ -412,7 +412,9 @@ class CNNStreamer(Streamer):
         """Feed padded-coordinate samples through the layers; returns the new frames."""
         self._bufs[0] = np.concatenate([self._bufs[0], samples[:, None]])
         ready = max(0, (self.pad + self.n_samples - self.read) // self.hop + 1)
-        if not final and ready <= self._computed:
+        computed = self.frames_emitted + (0 if self._pf is None
+                                          else len(self._pf_buf) - self._pf[2])
+        if not final and ready <= computed:
             return _EMPTY  # no frame completed: only buffer (the layers run once per frame)
         res = self._run(*self._bufs)
         h = res[0].numpy()
@@ -429,7 +431,6 @@ class CNNStreamer(Streamer):
             self._c = c
         else:
             codes = h if self._std is None else h * self._std + self._tmean
-        self._computed += len(codes)
         if self._pf is not None:  # the post-filter: emit what has its K later frames
             kernel, bias, k = self._pf
             buf = np.concatenate([self._pf_buf, codes.astype(np.float32)])
@@ -460,8 +461,8 @@ class CNNStreamer(Streamer):
             return _EMPTY
         # zeros up to the offline padded length 320 (F - 1) + 2240
         fed = self.pad + self.n_samples
-        out = self._propagate(np.zeros(max(0, self.hop * (total - 1) + self.window - fed),
-                                       np.float32), final=True)
+        out = self._propagate(np.zeros(self.hop * (total - 1) + self.window - fed, np.float32),
+                              final=True)
         if self.frames_emitted != total:  # pragma: no cover - guarded by the arithmetic
             raise AssertionError(f"emitted {self.frames_emitted} frames, expected {total}")
         return out

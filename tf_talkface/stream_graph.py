@@ -44,8 +44,8 @@ CNN (2020; :class:`CNNStreamGraph`)
     ``state_level_accepted`` i64, ``state_level_history`` f64 (10,), ``state_level_frames`` i64,
     ``state_level_pending`` f32 (< 320,); their ``peak`` is unused. Models with a temporal
     post-filter over +-K frames (issue 11) add ``state_post_filter`` f32 (<= 2K + 1, n_out):
-    the coefficients not yet filtered (K zero rows at the start, the filter's padding), and
-    ``state_computed`` i32: frames through the network (``state_emitted`` lags it by K).
+    the coefficients not yet filtered (K zero rows at the start, the filter's padding; frames
+    through the network = ``state_emitted`` + its rows - K).
 
 Size of a session: LSTM ~ 9 KB + up to 7 KB of pending audio; CNN ~ 40 KB (the head's 121
 trunk positions x 64 channels dominate). Compute per 40-ms frame is what
@@ -336,7 +336,6 @@ class CNNStreamGraph(_StreamGraph):
                                      "state_level_pending": tf.TensorSpec([None], f32)})
         if self.pf_frames:
             self.state_specs["state_post_filter"] = tf.TensorSpec([None, self.n_out], f32)
-            self.state_specs["state_computed"] = tf.TensorSpec([], tf.int32)
         self.state_specs.update({
             "state_coefficients": tf.TensorSpec([1, self.n_out], f32),
             "state_samples": tf.TensorSpec([], tf.int64),
@@ -361,8 +360,7 @@ class CNNStreamGraph(_StreamGraph):
             nb = block_frames(self.sample_rate, self.hop, self.level)
             state.update({f"state_{k}": v for k, v in causal_level_init_tf(nb).items()})
         if self.pf_frames:  # K zero frames before the stream (the filter's padding)
-            state.update(state_post_filter=tf.zeros([self.pf_frames, self.n_out], tf.float32),
-                         state_computed=tf.constant(0, tf.int32))
+            state.update(state_post_filter=tf.zeros([self.pf_frames, self.n_out], tf.float32))
         return state
 
     def _scale(self, codes):
@@ -376,7 +374,9 @@ class CNNStreamGraph(_StreamGraph):
         bufs[0] = tf.concat([bufs[0], samples[:, None]], axis=0)
         ready = tf.maximum(0, tf.cast((self.pad + state["state_samples"] - self.read) // self.hop,
                                       tf.int32) + 1)
-        computed = state["state_computed"] if self.pf_frames else state["state_emitted"]
+        computed = state["state_emitted"]  # frames through the network
+        if self.pf_frames:
+            computed += tf.shape(state["state_post_filter"])[0] - self.pf_frames
         run = tf.logical_or(final, ready > computed)
         h, bufs = tf.cond(run, lambda: self.propagate(bufs),
                           lambda: (tf.zeros([0, self.n_out], tf.float32), bufs))
@@ -391,7 +391,6 @@ class CNNStreamGraph(_StreamGraph):
             codes = self._scale(h)
         upd = dict(zip(names, bufs))
         if self.pf_frames:  # emit the frames whose K later coefficients exist
-            upd["state_computed"] = computed + tf.shape(codes)[0]
             buf = tf.concat([state["state_post_filter"], codes], 0)
             buf = tf.cond(final, lambda: tf.concat(
                 [buf, tf.zeros([self.pf_frames, self.n_out], tf.float32)], 0), lambda: buf)
@@ -428,8 +427,8 @@ class CNNStreamGraph(_StreamGraph):
 
         def finish():
             fed = self.pad + n
-            zeros = tf.zeros([tf.maximum(0, tf.cast(self.hop * (tf.cast(total, tf.int64) - 1)
-                                                    + self.window - fed, tf.int32))], tf.float32)
+            zeros = tf.zeros([tf.cast(self.hop * (tf.cast(total, tf.int64) - 1) + self.window - fed,
+                                      tf.int32)], tf.float32)
             return self._advance(zeros, state, final=tf.constant(True))[0]
 
         return tf.cond(total > state["state_emitted"], finish,
