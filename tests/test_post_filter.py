@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from conftest import committed, CHECKPOINTS
 from tf_talkface.export import export_model, load_trained, python_path_predict
-from tf_talkface.models.layers import TemporalFilter, valid_filter
+from tf_talkface.models.layers import TemporalFilter, pad_frames, valid_filter
 from tf_talkface.post_filter import (PostFilterError, fit_post_filter, main, solve_filter,
                                      stack_frames, with_post_filter)
 from tf_talkface.saved_model import load_model
@@ -42,6 +42,23 @@ def test_layer_is_zero_padded_valid_filter_and_starts_as_identity():
     assert np.allclose(layer(x)[0, :-1], x[0, 1:]) and np.allclose(layer(x)[0, -1], 0)
     with pytest.raises(ValueError):
         TemporalFilter(0, 3)
+    with pytest.raises(ValueError):
+        TemporalFilter(2, 3, padding="reflect")
+
+
+def test_edge_padded_layer_repeats_the_first_and_last_frames():
+    kernel, bias = _random_filter(2, 3, seed=2)
+    layer = TemporalFilter(2, 3, padding="edge")
+    layer.kernel.assign(kernel)
+    layer.bias.assign(bias)
+    x = np.random.default_rng(1).normal(size=(1, 9, 3)).astype(np.float32)
+    padded = np.concatenate([x[0, :1], x[0, :1], x[0], x[0, -1:], x[0, -1:]])
+    assert np.array_equal(pad_frames(x[0], 2, "edge"), padded)
+    assert np.allclose(layer(x)[0], valid_filter(padded, kernel, bias), atol=1e-6)
+    # a constant sequence stays constant up to the kernel's gain: no pull to zero at the ends
+    const = np.ones((1, 7, 3), np.float32)
+    assert np.allclose(layer(const)[0], layer(const)[0, 3], atol=1e-6)
+    assert TemporalFilter.from_config(layer.get_config()).padding == "edge"
 
 
 def test_least_squares_recovers_a_known_filter():
@@ -58,11 +75,11 @@ def test_least_squares_recovers_a_known_filter():
         solve_filter(raw, true, 0)
 
 
-@pytest.fixture(scope="module")
-def filtered(checkpoint):
-    """The committed default CNN (loudness input) with a random K=3 post-filter."""
+@pytest.fixture(scope="module", params=["zeros", "edge"])
+def filtered(checkpoint, request):
+    """The committed default CNN (loudness input) with a random K=3 post-filter, each padding."""
     m = load_trained(checkpoint("cnn_nr_voices5"))
-    return m, with_post_filter(m, *_random_filter())
+    return m, with_post_filter(m, *_random_filter(), padding=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +94,7 @@ def test_checkpoint_model_applies_the_filter_to_the_networks_output(filtered, sp
     raw = m.basis.project(python_path_predict(m, speech).reshape(-1, 136))
     out = f.basis.project(python_path_predict(f, speech).reshape(-1, 136))
     kernel, bias = _random_filter()
-    want = valid_filter(np.concatenate([np.zeros((K, 6)), raw, np.zeros((K, 6))]), kernel, bias)
+    want = valid_filter(pad_frames(raw, K, f.net.post_filter.padding), kernel, bias)
     assert out.shape == raw.shape and np.abs(out - want).max() < 1e-5
     with pytest.raises(PostFilterError, match="already"):
         with_post_filter(f, *_random_filter())
@@ -113,10 +130,11 @@ def test_savedmodel_and_signatures_equal_the_python_path(filtered, speech, tmp_p
     d = export_model(f, tmp_path / "pf" / "1")
     card = json.loads((d / "model_card.json").read_text())
     assert card["post_filter_frames"] == K
+    assert card["post_filter_padding"] == f.net.post_filter.padding
     assert card["streaming"]["latency_ms"] == pytest.approx(139.625 + K * 40)
     loaded = load_model(d)
     assert np.abs(loaded.predict(speech) - python_path_predict(f, speech)).max() < 1e-5
-    # a padded batch: the shorter clip's last frames see zeros beyond it, as when alone
+    # a padded batch: the shorter clip's last frames see its own padding beyond it, as alone
     a, b = loaded.predict_batch([speech, speech[:9000]])
     assert np.abs(b - python_path_predict(f, speech[:9000])).max() < 1e-5
     assert np.abs(a - python_path_predict(f, speech)).max() < 1e-5
@@ -157,7 +175,36 @@ def test_fit_on_real_clips_improves_the_fit_and_the_cli_writes_a_loadable_checkp
     back = load_trained(out)
     y = np.random.default_rng(0).normal(0, 0.05, 12000).astype(np.float32)
     assert np.abs(python_path_predict(back, y) - python_path_predict(f, y)).max() < 1e-6
+    assert ck["post_filter"]["padding"] == "edge" == back.net.post_filter.padding
     # a dataset of another PCA basis is refused, and so is a TC model
     assert main(["--model", str(src), "--data", str(d20), "--out", str(tmp_path / "x.json"),
                  "--quiet"]) == 2
     assert not (tmp_path / "x.json").exists()
+
+
+def test_training_with_a_post_filter_trains_it_from_the_fitted_one(small_datasets, data_dir, tmp_path):
+    """``train --post-filter K``: the network ends in an edge-padded filter trained with it; a
+    post-filter checkpoint as ``--init-weights`` starts it from the fitted filter."""
+    from tf_talkface.train import TrainConfig, TrainError, train
+
+    d20 = small_datasets["eskimez2020"]
+    m = load_trained(committed(CHECKPOINTS / "cnn_nr_voices5.json"), basis=d20)
+    src = tmp_path / "ck" / "pf.json"
+    f, rec = fit_post_filter(m, d20, frames=2, max_clips=2, progress=False)
+    from tf_talkface.post_filter import save_checkpoint
+    save_checkpoint(f, committed(CHECKPOINTS / "cnn_nr_voices5.json"), rec, src)
+    fitted = np.asarray(f.net.post_filter.kernel)
+    out = tmp_path / "run"
+    train(TrainConfig(data=str(d20), model="cnn", out=str(out), noise=str(data_dir / "noise"),
+                      epochs=1, steps_per_epoch=2, batch_size=2, lr=1e-3, preset="robust",
+                      crop_frames=16, post_filter_frames=2,
+                      init_weights=str(src.with_name("pf.weights.h5"))), verbose=0)
+    run = load_trained(out)
+    pf = run.net.post_filter
+    assert pf is not None and pf.frames == 2 and pf.padding == "edge"
+    k = np.asarray(pf.kernel)
+    # started from the fitted filter (not the identity) and moved by training
+    assert np.abs(k - fitted).max() < 0.05 * np.abs(fitted).max() and not np.allclose(k, fitted)
+    with pytest.raises(TrainError, match="post-filter"):
+        train(TrainConfig(data=str(d20), model="cnn_tc", out=str(tmp_path / "tc"),
+                          post_filter_frames=2))

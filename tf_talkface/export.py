@@ -405,9 +405,11 @@ def _serving_fns(model: TrainedModel):
             codes = (C.generate_tc(net, w, init[None]) if kind == "cnn_tc"
                      else net(w, training=False, post_filter=False))
             codes = tf.convert_to_tensor(codes)[:, :tf.reduce_max(frames)]
-            if pf is not None:  # each clip's filter sees zeros beyond its last frame, as alone
+            if pf is not None:  # each clip's filter sees its own padding beyond its end, as alone
                 valid = tf.range(tf.shape(codes)[1])[None, :] < frames[:, None]
-                codes = pf(tf.where(valid[..., None], codes, tf.zeros_like(codes)))
+                beyond = (tf.gather(codes, tf.maximum(frames - 1, 0), batch_dims=1)[:, None]
+                          if pf.padding == "edge" else tf.zeros_like(codes))
+                codes = pf(tf.where(valid[..., None], codes, beyond))
             return _finish(tf.einsum("btk,kd->btd", codes, comps) + mean, frames, codes)
 
         def from_waveform(waveform, lengths):
@@ -461,6 +463,7 @@ def model_card(model: TrainedModel, name: str, version: int) -> dict:
         "delay": model.delay,
         "context": model.context,
         "post_filter_frames": int(getattr(getattr(model.net, "post_filter", None), "frames", 0)),
+        "post_filter_padding": getattr(getattr(model.net, "post_filter", None), "padding", None),
         "noise_resilient": bool(model.train.get("noise")),
         "input_level": model.level.to_dict(),
         "frames_for_samples": ("1 + samples // 1764" if kind == "lstm" else "ceil(samples / 320)"),

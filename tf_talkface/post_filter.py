@@ -12,14 +12,15 @@ filter over +-16 frames of the network's own output, fitted by least squares on 
 mouth RMSE on both (misc: 0.00367 -> 0.00347, the mean face being 0.00368). +-8 frames gave
 about half of that, a causal filter (past frames only) a third.
 
-The filter is a :class:`~tf_talkface.models.layers.TemporalFilter` (``Conv1D`` over frames,
-``"same"`` zero padding, in PCA units) at the end of
+The filter is a :class:`~tf_talkface.models.layers.TemporalFilter` (``Conv1D`` over frames in
+PCA units; each clip continued beyond its ends by its first/last frame, ``--padding edge``, or
+by zeros = the neutral face, the session-8 filters) at the end of
 :class:`~tf_talkface.models.cnn.SpeechToLandmarkCNN` (``post_filter_frames``), so the
 checkpoint, export, the SavedModel graph and evaluation carry it with no extra step; the
 streamers delay each frame by ``K`` x 40 ms and stay equal to offline.
 
-Fit: ridge regression from the (T, (2K+1) k) stacked network outputs (zeros beyond the clip, as
-the layer pads) plus a constant to the (T, k) PCA coefficients of the clip's true landmarks,
+Fit: ridge regression from the (T, (2K+1) k) stacked network outputs (padded as the layer
+pads) plus a constant to the (T, k) PCA coefficients of the clip's true landmarks,
 over every frame of the split; ``ridge`` is relative to the mean squared input (scale-free).
 """
 from __future__ import annotations
@@ -43,22 +44,26 @@ class PostFilterError(ValueError):
     """An unusable model or dataset for the post-filter (the message says which and why)."""
 
 
-def stack_frames(codes: np.ndarray, frames: int) -> np.ndarray:
-    """(T, k) -> (T, (2K+1) k + 1): rows ``[x_{t-K}, ..., x_{t+K}, 1]``, zeros beyond the clip
-    (the padding of :class:`~tf_talkface.models.layers.TemporalFilter`). float64."""
+def stack_frames(codes: np.ndarray, frames: int, padding: str = "edge") -> np.ndarray:
+    """(T, k) -> (T, (2K+1) k + 1): rows ``[x_{t-K}, ..., x_{t+K}, 1]``, the clip continued
+    beyond its ends by ``padding`` as :class:`~tf_talkface.models.layers.TemporalFilter` does
+    (``"edge"``: its first/last frame repeated; ``"zeros"``). float64."""
+    from tf_talkface.models.layers import pad_frames
+
     x = np.asarray(codes, np.float64)
     t = len(x)
-    padded = np.pad(x, ((frames, frames), (0, 0)))
+    padded = pad_frames(x, frames, padding)
     return np.concatenate([padded[i:i + t] for i in range(2 * frames + 1)] + [np.ones((t, 1))], 1)
 
 
 def solve_filter(raw: list[np.ndarray], true: list[np.ndarray], frames: int,
-                 ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+                 ridge: float = 1e-3, padding: str = "edge") -> tuple[np.ndarray, np.ndarray]:
     """Least-squares filter from network outputs to true coefficients.
 
     Args:
         raw, true: per clip (T_i, k) float arrays of equal lengths (network output, truth).
         frames: K >= 1. ridge: Tikhonov weight relative to the mean squared input (>= 0).
+        padding: how each clip continues beyond its ends (:func:`stack_frames`).
 
     Returns:
         ``(kernel (2K+1, k, k), bias (k,))`` float32, the weights of a ``TemporalFilter``.
@@ -74,7 +79,7 @@ def solve_filter(raw: list[np.ndarray], true: list[np.ndarray], frames: int,
     xtx = np.zeros(((2 * frames + 1) * k + 1,) * 2)
     xty = np.zeros(((2 * frames + 1) * k + 1, k))
     for a, b in zip(raw, true):
-        x = stack_frames(a, frames)
+        x = stack_frames(a, frames, padding)
         xtx += x.T @ x
         xty += x.T @ np.asarray(b, np.float64)
     reg = ridge * np.trace(xtx[:-1, :-1]) / (xtx.shape[0] - 1) * np.eye(xtx.shape[0])
@@ -98,9 +103,10 @@ def clip_codes(model: Any, clip: dict) -> tuple[np.ndarray, np.ndarray]:
     return model.basis.project(lm[:n].reshape(n, -1)), model.basis.project(truth[:n])
 
 
-def with_post_filter(model: Any, kernel: np.ndarray, bias: np.ndarray) -> Any:
+def with_post_filter(model: Any, kernel: np.ndarray, bias: np.ndarray,
+                     padding: str = "edge") -> Any:
     """A copy of a plain-CNN :class:`~tf_talkface.export.TrainedModel` whose network ends in a
-    ``TemporalFilter`` with these weights (``K = (len(kernel) - 1) / 2``).
+    ``TemporalFilter`` with these weights (``K = (len(kernel) - 1) / 2``) and ``padding``.
 
     Raises:
         PostFilterError: not a plain CNN, it already has a post-filter, or shapes disagree.
@@ -122,6 +128,7 @@ def with_post_filter(model: Any, kernel: np.ndarray, bias: np.ndarray) -> Any:
     if isinstance(config.get("dtype"), dict):  # trained under mixed precision: serve float32
         config["dtype"] = "float32"
     config["post_filter_frames"] = (taps - 1) // 2
+    config["post_filter_padding"] = padding
     new = SpeechToLandmarkCNN.from_config(config)
     for layer in net.layers:  # every layer of the source keeps its weights
         new.get_layer(layer.name).set_weights(layer.get_weights())
@@ -143,7 +150,8 @@ def _noisy_copy(y: np.ndarray, noises: list[np.ndarray], snrs: tuple, rng) -> np
 def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float = 1e-3,
                     split: str = "train", max_clips: int | None = None,
                     progress: bool = True, noise: str | Path | None = None,
-                    snrs: tuple = (20.0, 10.0, 5.0, 0.0), seed: int = 0) -> tuple[Any, dict]:
+                    snrs: tuple = (20.0, 10.0, 5.0, 0.0), seed: int = 0,
+                    padding: str = "edge") -> tuple[Any, dict]:
     """Fit the post-filter of a plain-CNN model on one split of its dataset.
 
     Args:
@@ -157,6 +165,9 @@ def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float
             the filter is fitted on what the network gives in noise too, not only on clean
             speech (where a filter fitted on clean outputs alone amplifies noise-driven errors).
         seed: the noise draws.
+        padding: how the filter continues a clip beyond its ends (``"edge"``: its first/last
+            frame repeated, the default since session 9, measured better than ``"zeros"`` on
+            clips cut mid-speech; ``"zeros"``: the neutral face, as the session-8 filters).
 
     Returns:
         ``(filtered model, record)``; ``record`` (JSON-able) says what was fitted on and the
@@ -207,18 +218,18 @@ def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float
             print(f"post-filter: {i + 1}/{total or '?'} clips predicted", file=sys.stderr, flush=True)
     if not raw:
         raise PostFilterError(f"{data}: no {split} clips")
-    kernel, bias = solve_filter(raw, true, frames, ridge)
-    out = with_post_filter(model, kernel, bias)
-    from tf_talkface.models.layers import valid_filter
+    kernel, bias = solve_filter(raw, true, frames, ridge, padding)
+    out = with_post_filter(model, kernel, bias, padding)
+    from tf_talkface.models.layers import pad_frames, valid_filter
 
     def r2(pred):
         p, t = np.concatenate(pred), np.concatenate(true)
         p, t = p.astype(np.float64), t.astype(np.float64)
         return [round(float(v), 4) for v in 1 - ((p - t) ** 2).sum(0) / ((t - t.mean(0)) ** 2).sum(0)]
 
-    pad = np.zeros((frames, kernel.shape[1]))
-    filtered = [valid_filter(np.concatenate([pad, a, pad]), kernel, bias) for a in raw]
-    record = {"frames": int(frames), "ridge": float(ridge), "data": str(data), "split": split,
+    filtered = [valid_filter(pad_frames(a, frames, padding), kernel, bias) for a in raw]
+    record = {"frames": int(frames), "ridge": float(ridge), "padding": padding,
+              "data": str(data), "split": split,
               "noise": None if noise is None else {"folder": str(noise), "snr_db": list(snrs),
                                                   "seed": int(seed), "files": len(noises)},
               "manifest_sha1": file_sha1(data / "manifest.json"), "clips": len(raw) // (2 if noises else 1),
@@ -269,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the new checkpoint NAME.json")
     p.add_argument("--frames", type=int, default=16, help="K: frames each side (default 16)")
     p.add_argument("--ridge", type=float, default=1e-3)
+    p.add_argument("--padding", default="edge", choices=("edge", "zeros"),
+                   help="how a clip continues beyond its ends: its first/last frame repeated "
+                        "(default) or the neutral face")
     p.add_argument("--split", default="train", choices=("train", "val"))
     p.add_argument("--max-clips", type=int)
     p.add_argument("--noise", help="folder of noise files: fit on noisy copies of the clips too")
@@ -289,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_trained(args.model, basis=args.basis)
         filtered, record = fit_post_filter(model, args.data, args.frames, args.ridge, args.split,
                                            args.max_clips, progress=not args.quiet,
-                                           noise=args.noise, snrs=tuple(args.snr), seed=args.seed)
+                                           noise=args.noise, snrs=tuple(args.snr), seed=args.seed,
+                                           padding=args.padding)
         save_checkpoint(filtered, args.model, record, args.out)
     except (PostFilterError, ExportError, DatasetError, OSError) as e:
         print(f"post_filter: {e}", file=sys.stderr)

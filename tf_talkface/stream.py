@@ -378,7 +378,8 @@ class CNNStreamer(Streamer):
         # leaves K frames after its coefficients are computed
         pf = getattr(net, "post_filter", None)
         self._pf = None if pf is None else (np.asarray(pf.kernel, np.float32),
-                                            np.asarray(pf.bias, np.float32), pf.frames)
+                                            np.asarray(pf.bias, np.float32), pf.frames,
+                                            pf.padding)
         self.post_filter_frames = 0 if pf is None else int(pf.frames)
         propagate = cnn_propagate_fn(net)
         self._channels = propagate.channels
@@ -400,10 +401,11 @@ class CNNStreamer(Streamer):
         self.n_samples = 0
         self._c = self._init[None].copy()
         self.frames_emitted = 0
-        # post-filter input buffer: K zero frames before the stream (the layer's padding); it
-        # always holds K + (frames through the network) - (frames emitted) rows
-        self._pf_buf = None if self._pf is None else np.zeros((self._pf[2], len(self._pf[1])),
-                                                               np.float32)
+        # post-filter input buffer: the K frames before the stream (the layer's padding: zeros
+        # now, or the first frame repeated once it exists); then it holds
+        # K + (frames through the network) - (frames emitted) rows
+        self._pf_buf = None if self._pf is None else np.zeros(
+            (self._pf[2] if self._pf[3] == "zeros" else 0, len(self._pf[1])), np.float32)
         self._closed = False
         self._agc = (CausalLevel(self.sample_rate, self.hop, self.level)
                      if self.level.mode == "loudness" else None)
@@ -413,7 +415,7 @@ class CNNStreamer(Streamer):
         self._bufs[0] = np.concatenate([self._bufs[0], samples[:, None]])
         ready = max(0, (self.pad + self.n_samples - self.read) // self.hop + 1)
         computed = self.frames_emitted + (0 if self._pf is None
-                                          else len(self._pf_buf) - self._pf[2])
+                                          else max(0, len(self._pf_buf) - self._pf[2]))
         if not final and ready <= computed:
             return _EMPTY  # no frame completed: only buffer (the layers run once per frame)
         res = self._run(*self._bufs)
@@ -432,10 +434,14 @@ class CNNStreamer(Streamer):
         else:
             codes = h if self._std is None else h * self._std + self._tmean
         if self._pf is not None:  # the post-filter: emit what has its K later frames
-            kernel, bias, k = self._pf
-            buf = np.concatenate([self._pf_buf, codes.astype(np.float32)])
+            kernel, bias, k, padding = self._pf
+            codes = codes.astype(np.float32)
+            if padding == "edge" and not len(self._pf_buf):  # the stream's first frames
+                codes = np.concatenate([np.repeat(codes[:1], k, 0), codes])
+            buf = np.concatenate([self._pf_buf, codes])
             if final:
-                buf = np.concatenate([buf, np.zeros((k, buf.shape[1]), np.float32)])
+                buf = np.concatenate([buf, np.repeat(buf[-1:], k, 0) if padding == "edge"
+                                      else np.zeros((k, buf.shape[1]), np.float32)])
             codes = valid_filter(buf, kernel, bias)
             self._pf_buf = buf[len(codes):]
         lm = (codes @ self._comps + self._mean).astype(np.float32)

@@ -44,8 +44,9 @@ CNN (2020; :class:`CNNStreamGraph`)
     ``state_level_accepted`` i64, ``state_level_history`` f64 (10,), ``state_level_frames`` i64,
     ``state_level_pending`` f32 (< 320,); their ``peak`` is unused. Models with a temporal
     post-filter over +-K frames (issue 11) add ``state_post_filter`` f32 (<= 2K + 1, n_out):
-    the coefficients not yet filtered (K zero rows at the start, the filter's padding; frames
-    through the network = ``state_emitted`` + its rows - K).
+    the coefficients not yet filtered (the filter's padding first: K zero rows at the start,
+    or for ``"edge"`` padding none until the first frame, which then enters K + 1 times;
+    frames through the network = ``state_emitted`` + max(0, its rows - K)).
 
 Size of a session: LSTM ~ 9 KB + up to 7 KB of pending audio; CNN ~ 40 KB (the head's 121
 trunk positions x 64 channels dominate). Compute per 40-ms frame is what
@@ -321,6 +322,7 @@ class CNNStreamGraph(_StreamGraph):
         self.t_mean = None if ts is None else tf.constant(np.asarray(ts.mean, np.float32))
         pf = getattr(net, "post_filter", None)  # +-K frames of coefficients (issue 11)
         self.pf_frames = 0 if pf is None else int(pf.frames)
+        self.pf_edge = pf is not None and pf.padding == "edge"
         if pf is not None:
             self.pf_kernel = tf.constant(np.asarray(pf.kernel, np.float32))
             self.pf_bias = tf.constant(np.asarray(pf.bias, np.float32))
@@ -359,8 +361,9 @@ class CNNStreamGraph(_StreamGraph):
         if self.level.mode == "loudness":
             nb = block_frames(self.sample_rate, self.hop, self.level)
             state.update({f"state_{k}": v for k, v in causal_level_init_tf(nb).items()})
-        if self.pf_frames:  # K zero frames before the stream (the filter's padding)
-            state.update(state_post_filter=tf.zeros([self.pf_frames, self.n_out], tf.float32))
+        if self.pf_frames:  # K zero frames before the stream, or none yet for edge padding
+            state.update(state_post_filter=tf.zeros(
+                [0 if self.pf_edge else self.pf_frames, self.n_out], tf.float32))
         return state
 
     def _scale(self, codes):
@@ -376,7 +379,7 @@ class CNNStreamGraph(_StreamGraph):
                                       tf.int32) + 1)
         computed = state["state_emitted"]  # frames through the network
         if self.pf_frames:
-            computed += tf.shape(state["state_post_filter"])[0] - self.pf_frames
+            computed += tf.maximum(0, tf.shape(state["state_post_filter"])[0] - self.pf_frames)
         run = tf.logical_or(final, ready > computed)
         h, bufs = tf.cond(run, lambda: self.propagate(bufs),
                           lambda: (tf.zeros([0, self.n_out], tf.float32), bufs))
@@ -391,9 +394,16 @@ class CNNStreamGraph(_StreamGraph):
             codes = self._scale(h)
         upd = dict(zip(names, bufs))
         if self.pf_frames:  # emit the frames whose K later coefficients exist
-            buf = tf.concat([state["state_post_filter"], codes], 0)
-            buf = tf.cond(final, lambda: tf.concat(
-                [buf, tf.zeros([self.pf_frames, self.n_out], tf.float32)], 0), lambda: buf)
+            k = self.pf_frames
+            prev = state["state_post_filter"]
+            if self.pf_edge:  # the first frame repeated K times before the stream
+                first = tf.repeat(codes[:1], k * tf.cast(tf.equal(tf.shape(prev)[0], 0), tf.int32), 0)
+                buf = tf.concat([prev, first, codes], 0)
+                tail = tf.repeat(buf[-1:], k, 0)
+            else:
+                buf = tf.concat([prev, codes], 0)
+                tail = tf.zeros([k, self.n_out], tf.float32)
+            buf = tf.cond(final, lambda: tf.concat([buf, tail], 0), lambda: buf)
             n = tf.maximum(0, tf.shape(buf)[0] - 2 * self.pf_frames)
             codes = tf.cond(n > 0, lambda: tf.nn.conv1d(buf[None], self.pf_kernel, 1, "VALID")[0]
                             + self.pf_bias, lambda: tf.zeros([0, self.n_out], tf.float32))

@@ -132,6 +132,7 @@ class TrainConfig:
     crop_frames: int | None = None
     velocity_weight: float | None = None
     component_weights: str | None = None
+    post_filter_frames: int = 0
 
     def resolved(self) -> "TrainConfig":
         d = PAPER_DEFAULTS.get(self.model)
@@ -180,6 +181,8 @@ class TrainConfig:
             raise TrainError("--gain-aug needs --level loudness (peak normalisation undoes a gain)")
         if self.component_weights not in (None, "standardised", "mouth"):
             raise TrainError(f"--component-weights {self.component_weights!r}: standardised or mouth")
+        if self.post_filter_frames < 0 or (self.post_filter_frames and self.model != "cnn"):
+            raise TrainError("--post-filter FRAMES (>= 0) belongs to the plain cnn model")
         if self.mixed_precision not in (False, True, "float16", "bfloat16"):
             raise TrainError(f"--mixed-precision {self.mixed_precision!r}: float16 or bfloat16")
 
@@ -398,6 +401,8 @@ def build_for(cfg: TrainConfig, manifest: dict):
         model.compile(optimizer=opt, loss=loss,
                       weighted_metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
         return model, model
+    if cfg.post_filter_frames:  # trained jointly; edge padding: a crop is a clip cut mid-speech
+        scale.update(post_filter_frames=cfg.post_filter_frames, post_filter_padding="edge")
     net = build_model(cfg.model, n_out=manifest["schema"]["n_pca"], dropout=cfg.dropout, **scale)
     dims = net.loss_dim_weights
     if stats is not None and cfg.component_weights == "mouth":
@@ -831,6 +836,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", choices=("constant", "plateau"))
     p.add_argument("--crop", dest="crop_frames", type=int, metavar="FRAMES",
                    help="cnn: train on random windows of FRAMES frames (0 = whole clips)")
+    p.add_argument("--post-filter", dest="post_filter_frames", type=int, default=0, metavar="FRAMES",
+                   help="cnn: end the network in a linear filter over +-FRAMES frames of its output "
+                        "(edge padding), trained with it; --init-weights of a post-filter "
+                        "checkpoint starts it from the fitted filter, otherwise from the identity")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -853,7 +862,8 @@ def main(argv: list[str] | None = None) -> int:
                       mouth_weight=args.mouth_weight, velocity_weight=args.velocity_weight,
                       gain_aug_db=args.gain_aug_db,
                       compress_p=args.compress_p, vtlp=args.vtlp, lr_schedule=args.lr_schedule,
-                      crop_frames=args.crop_frames, component_weights=args.component_weights)
+                      crop_frames=args.crop_frames, component_weights=args.component_weights,
+                      post_filter_frames=args.post_filter_frames)
     from tf_talkface.data.manifest import DatasetError
     try:
         results = train(cfg, verbose=0 if args.quiet else "auto")

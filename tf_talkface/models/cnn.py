@@ -202,6 +202,8 @@ class SpeechToLandmarkCNN(keras.Model):
             :class:`~tf_talkface.models.layers.TemporalFilter` over +-K frames after everything
             else, in PCA units (issue 11; our change; fitted by :mod:`tf_talkface.post_filter`).
             Streaming then emits each frame K x 40 ms later.
+        post_filter_padding: the filter's ``padding`` (``"zeros"``, the default of the
+            checkpoints fitted before it existed, or ``"edge"``).
 
     Returns:
         float32 (batch, F, n_out); with ``return_features=True`` also the trunk output
@@ -218,7 +220,7 @@ class SpeechToLandmarkCNN(keras.Model):
     def __init__(self, n_out: int = 6, temporal_condition: bool = False, dropout: float = 0.2,
                  negative_slope: float = 0.3, hop: int = HOP, window: int = WINDOW,
                  target_mean: Any = None, target_std: Any = None, post_filter_frames: int = 0,
-                 **kwargs: Any) -> None:
+                 post_filter_padding: str = "zeros", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         head_kernel, head_stride = _check_inputs(n_out, hop, window)
         self.n_out = int(n_out)
@@ -251,7 +253,8 @@ class SpeechToLandmarkCNN(keras.Model):
             if temporal_condition:
                 raise ValueError("post_filter_frames: the autoregressive (TC) model has no "
                                  "post-filter (its next frame depends on the filtered one)")
-            self.post_filter = TemporalFilter(post_filter_frames, n_out, name="post_filter")
+            self.post_filter = TemporalFilter(post_filter_frames, n_out, padding=post_filter_padding,
+                                              name="post_filter")
         self.build(self.call_input_shape)
 
     @property
@@ -306,7 +309,7 @@ class SpeechToLandmarkCNN(keras.Model):
              return_features: bool = False, post_filter: bool = True) -> Any:
         """Forward pass; inputs/outputs as in the class docstring (dropout only if ``training``).
         ``post_filter=False`` skips the post-filter (the SavedModel applies it itself after
-        zeroing the frames beyond each clip of a padded batch).
+        continuing each clip of a padded batch beyond its last frame as the filter's padding).
 
         Raises:
             ValueError: input structure does not match ``temporal_condition``.
@@ -355,7 +358,8 @@ class SpeechToLandmarkCNN(keras.Model):
         if self.target_scale is not None:
             config.update(target_mean=self.target_scale.mean, target_std=self.target_scale.std)
         if self.post_filter is not None:
-            config.update(post_filter_frames=self.post_filter.frames)
+            config.update(post_filter_frames=self.post_filter.frames,
+                          post_filter_padding=self.post_filter.padding)
         return config
 
 

@@ -62,8 +62,12 @@ class TargetScale(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tf_talkface", name="TemporalFilter")
 class TemporalFilter(keras.layers.Layer):
-    """A linear filter over frames: ``y_t = b + sum_{j=-K..K} x_{t+j} W_j``, with ``x = 0``
-    outside the sequence (a ``Conv1D`` with ``"same"`` zero padding, ``dim`` -> ``dim``).
+    """A linear filter over frames: ``y_t = b + sum_{j=-K..K} x_{t+j} W_j`` (a ``Conv1D``,
+    ``dim`` -> ``dim``), with the sequence continued beyond its ends by ``padding``: ``"zeros"``
+    (``x = 0`` outside, i.e. the neutral face in PCA units; the first filters, session 8) or
+    ``"edge"`` (the first and last frames repeated: a clip cut mid-speech, or a stream that
+    starts mid-speech, keeps its mouth pose at the edges instead of being pulled to the neutral
+    face).
 
     The landmark CNN's post-filter (issue 11; our change, not in the paper): the 2020 CNN sees
     a 280-ms window per frame, and a filter fitted by least squares on its training-split
@@ -74,16 +78,24 @@ class TemporalFilter(keras.layers.Layer):
 
     Args:
         frames: ``K`` >= 1 (frames at 25 fps each side). dim: features per frame.
+        padding: ``"zeros"`` or ``"edge"`` (see above; the fit must use the same).
 
-    Input/output: float32 (batch, T, dim), any T >= 0.
+    Input/output: float32 (batch, T, dim); T >= 0 with ``"zeros"``, T >= 1 with ``"edge"``.
+
+    Raises:
+        ValueError: ``frames`` or ``dim`` < 1, or an unknown ``padding``.
     """
 
-    def __init__(self, frames: int, dim: int, **kwargs: Any) -> None:
+    PADDINGS = ("zeros", "edge")
+
+    def __init__(self, frames: int, dim: int, padding: str = "zeros", **kwargs: Any) -> None:
         kwargs["dtype"] = "float32"
         super().__init__(**kwargs)
         if int(frames) < 1 or int(dim) < 1:
             raise ValueError(f"TemporalFilter: frames and dim must be >= 1, got {frames}, {dim}")
-        self.frames, self.dim = int(frames), int(dim)
+        if padding not in self.PADDINGS:
+            raise ValueError(f"TemporalFilter: padding must be one of {self.PADDINGS}, got {padding!r}")
+        self.frames, self.dim, self.padding = int(frames), int(dim), padding
         eye = np.zeros((2 * self.frames + 1, self.dim, self.dim), np.float32)
         eye[self.frames] = np.eye(self.dim, dtype=np.float32)
         self.kernel = self.add_weight(name="kernel", shape=eye.shape,
@@ -92,15 +104,36 @@ class TemporalFilter(keras.layers.Layer):
 
     def call(self, x: Any) -> Any:
         x = keras.ops.cast(x, "float32")
-        return keras.ops.conv(x, self.kernel, strides=1, padding="same") + self.bias
+        if self.padding == "zeros":
+            return keras.ops.conv(x, self.kernel, strides=1, padding="same") + self.bias
+        k = self.frames
+        x = keras.ops.concatenate([keras.ops.repeat(x[:, :1], k, axis=1), x,
+                                   keras.ops.repeat(x[:, -1:], k, axis=1)], axis=1)
+        return keras.ops.conv(x, self.kernel, strides=1, padding="valid") + self.bias
 
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update(frames=self.frames, dim=self.dim)
+        config.update(frames=self.frames, dim=self.dim, padding=self.padding)
         return config
+
+
+def pad_frames(x: np.ndarray, frames: int, padding: str) -> np.ndarray:
+    """(T, dim) -> (T + 2K, dim): the input of :func:`valid_filter` that equals
+    :class:`TemporalFilter` with this ``padding`` (``"zeros"``; ``"edge"`` needs T >= 1), in the
+    input's dtype.
+
+    Raises:
+        ValueError: an unknown ``padding``.
+    """
+    x = np.asarray(x)
+    if padding == "edge":
+        return np.concatenate([np.repeat(x[:1], frames, 0), x, np.repeat(x[-1:], frames, 0)])
+    if padding != "zeros":
+        raise ValueError(f"padding must be one of {TemporalFilter.PADDINGS}, got {padding!r}")
+    return np.pad(x, ((frames, frames), (0, 0)))
 
 
 def valid_filter(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
