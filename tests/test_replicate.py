@@ -273,8 +273,9 @@ def test_mouth_rmse_of_the_bundled_model(obama_path, obama_ref, obama_lm, obama_
     # at all: NaN), the model's does, positively, once the clip's own audio/video offset is
     # taken out: its sound lags the picture by about 3 frames (120 ms), so at offset 0 r is
     # noise for every model (measured: v1 0.09, v2 -0.04), advanced by 3 frames 0.77 (v1)
-    # and 0.62 (v2), 0.67 (v3) and 0.55 (v4, the default since session 8: its post-filter pads
-    # this 2-s excerpt from mid-speech with the neutral face over 16 frames at each end) ...
+    # and 0.62 (v2), 0.67 (v3), 0.55 (v4: its post-filter pads this 2-s excerpt from
+    # mid-speech with the neutral face over 16 frames at each end) and 0.67 (v5, the default
+    # since session 9: the same filter idea with the clip's edge frames as padding) ...
     assert np.isnan(s["mouth_open_r"])
     ahead = np.concatenate([obama_pred[3:], np.repeat(obama_pred[-1:], 3, axis=0)])
     r3 = R.mouth_rmse_vs_video(ahead, obama_path, landmarks=obama_lm)["mouth_open_r"]
