@@ -57,7 +57,8 @@ def _scores(out: dict, apply) -> dict:
 
 def main() -> None:
     from tf_talkface.audio.io import load_audio
-    from tf_talkface.models.layers import pad_frames
+    from tf_talkface.metrics import mouth_rmse
+    from tf_talkface.models.layers import pad_frames, valid_filter
     from tf_talkface.post_filter import solve_filter
     from tf_talkface.saved_model import load_model
 
@@ -93,7 +94,6 @@ def main() -> None:
     print("model as it is:", fmt(_scores(out, lambda p: p)))
     mf = mean.reshape(68, 2)
     for s in ("val", "test", "heldout"):
-        from tf_talkface.metrics import mouth_rmse
         print(f"mean face, {s}: mouth RMSE "
               f"{np.mean([mouth_rmse(np.repeat(mf[None], len(t), 0), t) for _, t in out[s]]):.5f}")
     for fit in ("train", "val"):
@@ -110,8 +110,7 @@ def main() -> None:
 
                     def apply(p):
                         c = codes(p)
-                        f = bias + sum(pad_frames(c, frames, pad)[j:j + len(c)] @ kernel[j]
-                                       for j in range(2 * frames + 1))
+                        f = valid_filter(pad_frames(c, frames, pad), kernel, bias)
                         return (p.reshape(len(p), -1) + (f - c) @ comps).reshape(-1, 68, 2)
 
                     print(f"fit {fit}, {pad}, {k} components, +-{frames}:", fmt(_scores(out, apply)),

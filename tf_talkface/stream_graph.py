@@ -399,11 +399,12 @@ class CNNStreamGraph(_StreamGraph):
             if self.pf_edge:  # the first frame repeated K times before the stream
                 first = tf.repeat(codes[:1], k * tf.cast(tf.equal(tf.shape(prev)[0], 0), tf.int32), 0)
                 buf = tf.concat([prev, first, codes], 0)
-                tail = tf.repeat(buf[-1:], k, 0)
             else:
                 buf = tf.concat([prev, codes], 0)
-                tail = tf.zeros([k, self.n_out], tf.float32)
-            buf = tf.cond(final, lambda: tf.concat([buf, tail], 0), lambda: buf)
+            # the end of the stream: the filter's padding after the last frame
+            buf = tf.cond(final, lambda: tf.concat(
+                [buf, tf.repeat(buf[-1:], k, 0) if self.pf_edge
+                 else tf.zeros([k, self.n_out], tf.float32)], 0), lambda: buf)
             n = tf.maximum(0, tf.shape(buf)[0] - 2 * self.pf_frames)
             codes = tf.cond(n > 0, lambda: tf.nn.conv1d(buf[None], self.pf_kernel, 1, "VALID")[0]
                             + self.pf_bias, lambda: tf.zeros([0, self.n_out], tf.float32))
