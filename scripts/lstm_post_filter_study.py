@@ -12,7 +12,7 @@ The LSTM over-fits s1 (its training-split outputs are better than its outputs on
 new), so a filter fitted on its training outputs amplifies; this study fits on the
 **validation** split too, which the LSTM did not learn from.
 
-Prints, for each fit split, padding and PCA size, the mean over clips of mouth RMSE and
+Prints, for each fit split, padding, PCA size, span and ridge, the mean over clips of mouth RMSE and
 mouth-opening r and the opening range, on s1 validation (in-sample for the val fits), s1 test
 and the held-out speakers, and the opening range on every speech file as it is (mean, files
 >= 0.12, smallest). Nothing is written but the optional cache of the model's outputs. No
@@ -21,6 +21,7 @@ training; the network is only run forward (its SavedModel).
 from __future__ import annotations
 
 import argparse
+import itertools
 import pickle
 from pathlib import Path
 
@@ -41,11 +42,11 @@ def _outputs(model, data: str, split: str, limit: int | None = None) -> list:
     return res
 
 
-def _scores(out: dict, apply) -> dict:
+def _scores(out: dict, apply, sets=("val", "test", "heldout")) -> dict:
     from tf_talkface.metrics import clip_metrics, opening_range
 
     row = {}
-    for s in ("val", "test", "heldout"):
+    for s in sets:
         ms = [clip_metrics(apply(p), t) for p, t in out[s]]
         row[s] = (np.mean([x["mouth_rmse"] for x in ms]),
                   np.nanmean([x["mouth_open_r"] for x in ms]),
@@ -70,6 +71,11 @@ def main() -> None:
     ap.add_argument("--train-clips", type=int, default=300)
     ap.add_argument("--frames", type=int, nargs="+", default=[16, 8])
     ap.add_argument("--components", type=int, nargs="+", default=[20, 10])
+    ap.add_argument("--ridge", type=float, nargs="+", default=[1e-3])
+    ap.add_argument("--fits", nargs="+", default=["train", "val"], choices=["train", "val", "valA"],
+                    help="the splits to fit on; valA: the even validation clips, scored on the "
+                         "odd ones (valB), for choosing the settings without the test sets")
+    ap.add_argument("--paddings", nargs="+", default=["zeros", "edge"])
     ap.add_argument("--cache", help="pickle of the model's outputs (reused when present)")
     a = ap.parse_args()
 
@@ -84,37 +90,38 @@ def main() -> None:
                           for f in sorted(Path(a.speech).iterdir()) if f.is_file()}}
         if cache:
             cache.write_bytes(pickle.dumps(out))
+    out["valA"], out["valB"] = out["val"][0::2], out["val"][1::2]
     truth = np.concatenate([t.reshape(len(t), -1) for _, t in out["train"]])
     mean = truth.mean(0)
     _, _, vt = np.linalg.svd(truth - mean, full_matrices=False)
 
     def fmt(row):
-        return "  ".join(f"{k}: " + "/".join(f"{v:.4f}" for v in x) for k, x in row.items())
+        return "  ".join(f"{k}: " + "/".join(f"{v:.5f}" for v in x) for k, x in row.items())
 
     print("model as it is:", fmt(_scores(out, lambda p: p)))
     mf = mean.reshape(68, 2)
-    for s in ("val", "test", "heldout"):
+    for s in ("val", "valB", "test", "heldout"):
         print(f"mean face, {s}: mouth RMSE "
               f"{np.mean([mouth_rmse(np.repeat(mf[None], len(t), 0), t) for _, t in out[s]]):.5f}")
-    for fit in ("train", "val"):
-        for pad in ("zeros", "edge"):
-            for k in a.components:
-                for frames in a.frames:
-                    comps = vt[:k]
+    for fit in a.fits:
+        sets = ("valB", "test", "heldout") if fit == "valA" else ("val", "test", "heldout")
+        for pad, k, frames, ridge in itertools.product(a.paddings, a.components, a.frames, a.ridge):
+            comps = vt[:k]
 
-                    def codes(x):
-                        return (x.reshape(len(x), -1) - mean) @ comps.T
+            def codes(x):
+                return (x.reshape(len(x), -1) - mean) @ comps.T
 
-                    kernel, bias = solve_filter([codes(p) for p, _ in out[fit]],
-                                                [codes(t) for _, t in out[fit]], frames, padding=pad)
+            kernel, bias = solve_filter([codes(p) for p, _ in out[fit]],
+                                        [codes(t) for _, t in out[fit]], frames,
+                                        ridge=ridge, padding=pad)
 
-                    def apply(p):
-                        c = codes(p)
-                        f = valid_filter(pad_frames(c, frames, pad), kernel, bias)
-                        return (p.reshape(len(p), -1) + (f - c) @ comps).reshape(-1, 68, 2)
+            def apply(p):
+                c = codes(p)
+                f = valid_filter(pad_frames(c, frames, pad), kernel, bias)
+                return (p.reshape(len(p), -1) + (f - c) @ comps).reshape(-1, 68, 2)
 
-                    print(f"fit {fit}, {pad}, {k} components, +-{frames}:", fmt(_scores(out, apply)),
-                          flush=True)
+            print(f"fit {fit}, {pad}, {k} components, +-{frames}, ridge {ridge:g}:",
+                  fmt(_scores(out, apply, sets)), flush=True)
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import committed, CHECKPOINTS
-from tf_talkface.export import export_model, load_trained, python_path_predict
-from tf_talkface.models.layers import TemporalFilter, pad_frames, valid_filter
-from tf_talkface.post_filter import (PostFilterError, fit_post_filter, main, solve_filter,
-                                     stack_frames, with_post_filter)
+from tf_talkface.export import (ExportError, export_model, load_trained, output_filter_layer,
+                                python_path_predict)
+from tf_talkface.models.layers import TemporalFilter, fold_pca_filter, pad_frames, valid_filter
+from tf_talkface.post_filter import (PostFilterError, fit_output_filter, fit_post_filter,
+                                     lstm_predictor, main, solve_filter, stack_frames,
+                                     with_post_filter)
 from tf_talkface.saved_model import load_model
 from tf_talkface.stream import streamer_for
 
@@ -208,3 +210,110 @@ def test_training_with_a_post_filter_trains_it_from_the_fitted_one(small_dataset
     with pytest.raises(TrainError, match="post-filter"):
         train(TrainConfig(data=str(d20), model="cnn_tc", out=str(tmp_path / "tc"),
                           post_filter_frames=2))
+
+
+# --------------------------------------------------------------------------- the LSTM's filter
+
+def _random_pca_filter(k=K, n=5, seed=5):
+    """A random filter in a random n-component orthonormal basis of the 136 coordinates."""
+    rng = np.random.default_rng(seed)
+    comps = np.linalg.qr(rng.normal(size=(136, n)))[0].T
+    mean = rng.normal(0.5, 0.05, 136)
+    kernel, bias = _random_filter(k, n, seed)
+    return mean, comps, kernel, bias
+
+
+def test_folded_pca_filter_equals_filtering_the_coefficients():
+    mean, comps, kernel, bias = _random_pca_filter()
+    x = np.random.default_rng(6).normal(0.5, 0.05, (40, 136))
+    c = (x - mean) @ comps.T
+    f = valid_filter(pad_frames(c, K, "edge"), kernel, bias)
+    want = x + (f - c) @ comps  # the coefficients replaced, the rest passed through
+    full, b = fold_pca_filter(mean, comps, kernel, bias)
+    assert full.shape == (2 * K + 1, 136, 136)
+    assert np.abs(valid_filter(pad_frames(x, K, "edge"), full, b) - want).max() < 1e-5
+    # the identity in the PCA is the identity on the landmarks
+    eye = np.zeros_like(kernel)
+    eye[K] = np.eye(len(comps))
+    full, b = fold_pca_filter(mean, comps, eye, np.zeros(len(comps)))
+    assert np.abs(valid_filter(pad_frames(x, K, "edge"), full, b) - x).max() < 1e-5
+    with pytest.raises(ValueError):
+        fold_pca_filter(mean, comps, kernel[:, :2], bias)
+
+
+@pytest.fixture(scope="module")
+def lstm_filtered(checkpoint):
+    """The committed LSTM with a random K=3 post-filter in a 5-component PCA."""
+    import dataclasses
+
+    m = load_trained(checkpoint("lstm_voices"))
+    layer = output_filter_layer(*fold_pca_filter(*_random_pca_filter()))
+    return m, dataclasses.replace(m, output_filter=layer)
+
+
+@pytest.fixture(scope="module")
+def speech44(data_dir):
+    from tf_talkface.audio.io import load_audio
+
+    return load_audio(data_dir / "speech" / "test1.flac", 44100)[:44100 * 3]
+
+
+def test_lstm_filter_offline_streamed_and_exported(lstm_filtered, speech44, tmp_path):
+    """The LSTM's post-filter on the undelayed landmarks: the Python path, both streamers
+    (K frames later) and the SavedModel (single, padded batch) agree."""
+    m, f = lstm_filtered
+    plain = python_path_predict(m, speech44)
+    offline = python_path_predict(f, speech44)
+    want = valid_filter(pad_frames(plain.reshape(-1, 136), K, "edge"),
+                        np.asarray(f.output_filter.kernel), np.asarray(f.output_filter.bias))
+    assert np.abs(offline.reshape(-1, 136) - want).max() < 1e-5
+    assert np.abs(offline - plain).max() > 1e-3  # the filter does something
+    lstm_predict = lstm_predictor(m)  # the fit's fast path: the same network output
+    assert np.abs(lstm_predict(speech44) - plain.reshape(-1, 136)).max() < 1e-4
+    s = streamer_for(f)
+    assert s.latency_ms == pytest.approx(streamer_for(m).latency_ms + K * 40) == 60 + K * 40
+    got, when = _push_all(s, speech44, 1500)  # (the CNN's tests above vary the chunking)
+    assert got.shape == offline.shape and np.abs(got - offline).max() < 1e-4
+    _, plain_when = _push_all(streamer_for(m), speech44, 1500)
+    for t in range(len(when)):
+        assert when[t] == (plain_when[t + K] if t + K < len(plain_when) else len(speech44))
+    d = export_model(f, tmp_path / "lstm_pf" / "1")
+    card = json.loads((d / "model_card.json").read_text())
+    assert card["post_filter_frames"] == K and card["post_filter_padding"] == "edge"
+    assert card["streaming"]["latency_ms"] == pytest.approx(60 + K * 40)
+    loaded = load_model(d)
+    a, b = loaded.predict_batch([speech44, speech44[:30000]])
+    assert np.abs(a - offline).max() < 1e-4
+    assert np.abs(b - python_path_predict(f, speech44[:30000])).max() < 1e-4
+    sig = loaded.streamer()
+    got, _ = _push_all(sig, speech44, 5000)
+    assert got.shape == offline.shape and np.abs(got - offline).max() < 1e-4
+    short = speech44[:3000]  # fewer frames than the filter spans
+    got, _ = _push_all(sig, short, 1000)
+    assert np.abs(got - python_path_predict(f, short)).max() < 1e-4
+
+
+def test_lstm_fit_on_real_clips_and_the_cli_checkpoint(small_datasets, tmp_path):
+    d18 = small_datasets["eskimez2018"]
+    src = committed(CHECKPOINTS / "lstm_voices.json")
+    m = load_trained(src)
+    f, rec = fit_output_filter(m, d18, frames=2, components=5, split="train", max_clips=4,
+                               progress=False)
+    assert rec["clips"] == 4 and rec["components"] == 5 and rec["padding"] == "edge"
+    assert sum(rec["r2_after"]) > sum(rec["r2_before"])
+    assert f.output_filter.frames == 2 and m.output_filter is None
+    with pytest.raises(PostFilterError, match="already"):
+        fit_output_filter(f, d18, frames=2, max_clips=1, progress=False)
+    with pytest.raises(PostFilterError, match="eskimez2018"):
+        fit_output_filter(m, small_datasets["eskimez2020"], frames=2, max_clips=1, progress=False)
+    out = tmp_path / "ck" / "lstm_pf.json"
+    assert main(["--model", str(src), "--data", str(d18), "--frames", "2", "--components", "5",
+                 "--split", "train", "--max-clips", "4", "--out", str(out), "--quiet"]) == 0
+    ck = json.loads(out.read_text())
+    assert ck["post_filter"]["components"] == 5 and "test" not in ck
+    assert out.with_name("lstm_pf.post_filter.npz").is_file()
+    back = load_trained(out)
+    assert np.allclose(back.output_filter.kernel, f.output_filter.kernel, atol=1e-6)
+    out.with_name("lstm_pf.post_filter.npz").write_bytes(b"broken")
+    with pytest.raises(ExportError, match="post_filter.npz"):
+        load_trained(out)

@@ -60,8 +60,8 @@ from tf_talkface.config import FPS, LogMelConfig
 from tf_talkface.data.manifest import write_json_atomic
 from tf_talkface.card import CARD_FILE, CARD_FORMAT, BASIS_FILE, ModelError
 
-__all__ = ["ExportError", "TrainedModel", "load_trained", "python_path_predict", "export_model",
-           "export", "main"]
+__all__ = ["ExportError", "TrainedModel", "load_trained", "python_path_predict", "apply_filter",
+           "output_filter_layer", "export_model", "export", "main"]
 
 GRID_PROVENANCE = {
     "corpus": "GRID audio-visual sentence corpus (Cooke, Barker, Cunningham, Shao 2006)",
@@ -92,6 +92,11 @@ class TrainedModel:
         budget: training updates and hours, including the runs it continued (checkpoints
             written by ``scripts/collect_results.py --weights``), or {}.
         source: where it came from (run folder or checkpoint file).
+        output_filter: ``lstm`` only: an optional edge-padded
+            :class:`~tf_talkface.models.layers.TemporalFilter` over the (frames, 136) landmark
+            output after the delay is undone (issue 11; fitted by :mod:`tf_talkface.post_filter`
+            in a PCA of the landmarks, :func:`~tf_talkface.models.layers.fold_pca_filter`).
+            The CNNs carry theirs inside the network (``net.post_filter``).
     """
 
     net: Any
@@ -103,6 +108,14 @@ class TrainedModel:
     test_metrics: dict = field(default_factory=dict)
     source: str = ""
     budget: dict = field(default_factory=dict)
+    output_filter: Any = None
+
+    @property
+    def post_filter(self) -> Any:
+        """The temporal post-filter (a ``TemporalFilter``) or ``None``: the LSTM's
+        :attr:`output_filter` on its landmarks, a CNN's ``net.post_filter`` on its PCA
+        coefficients. Streams come ``post_filter.frames`` x 40 ms later."""
+        return self.output_filter if self.kind == "lstm" else getattr(self.net, "post_filter", None)
 
     @property
     def sample_rate(self) -> int:
@@ -199,6 +212,7 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
     from tf_talkface.face.pca import PCABasis
 
     src = Path(source)
+    output_filter = None
     if src.is_dir():
         cfg_file = src / "config.json"
         if not cfg_file.is_file():
@@ -258,12 +272,14 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
         metrics = ck.get("test", {})
         budget = ck.get("training_budget", {})
         default_basis = src.with_name(src.stem + ".basis.json")
+        if train.get("model") == "lstm" and "post_filter" in ck:
+            output_filter = _load_output_filter(src)
     else:
         raise ExportError(f"{src}: expected a run folder or a checkpoint NAME.json")
     kind = train.get("model")
     if kind not in ("lstm", "cnn", "cnn_tc"):
         raise ExportError(f"{src}: unknown model {kind!r}")
-    for v in net.weights:
+    for v in net.weights + (output_filter.weights if output_filter is not None else []):
         if not np.all(np.isfinite(np.asarray(v.numpy()))):
             raise ExportError(f"{src}: non-finite weights (NaN/Inf) in {getattr(v, 'path', v.name)}:"
                               " the training diverged; retrain (with a lower --lr, or check the "
@@ -281,7 +297,40 @@ def load_trained(source: str | os.PathLike, basis: str | os.PathLike | None = No
             raise ExportError(f"{b}: basis has {pca.n_components} components, the model outputs "
                               f"{net.n_out}")
     return TrainedModel(net=net, kind=kind, train=train, dataset=dataset, neutral_face=neutral,
-                        basis=pca, test_metrics=metrics, source=str(src), budget=budget)
+                        basis=pca, test_metrics=metrics, source=str(src), budget=budget,
+                        output_filter=output_filter)
+
+
+OUTPUT_FILTER_SUFFIX = ".post_filter.npz"
+"""Beside an LSTM checkpoint ``NAME.json``: its post-filter, ``kernel`` (2K+1, 136, 136) and
+``bias`` (136,) float32 of an edge-padded ``TemporalFilter`` (:mod:`tf_talkface.post_filter`)."""
+
+
+def output_filter_layer(kernel: np.ndarray, bias: np.ndarray) -> Any:
+    """The LSTM's post-filter: a built ``TemporalFilter(K, dim, "edge")`` with these weights.
+
+    Raises:
+        ValueError: a kernel that is not (2K+1, dim, dim) with K >= 1, or a bias not (dim,).
+    """
+    from tf_talkface.models.layers import TemporalFilter
+
+    taps, d, d2 = np.shape(kernel)
+    if taps % 2 != 1 or taps < 3 or d != d2 or np.shape(bias) != (d,):
+        raise ValueError(f"kernel {np.shape(kernel)} / bias {np.shape(bias)} are not a filter")
+    layer = TemporalFilter((taps - 1) // 2, d, padding="edge", name="output_filter")
+    layer.kernel.assign(np.asarray(kernel, np.float32))
+    layer.bias.assign(np.asarray(bias, np.float32))
+    return layer
+
+
+def _load_output_filter(src: Path) -> Any:
+    f = src.with_name(src.stem + OUTPUT_FILTER_SUFFIX)
+    try:
+        with np.load(f) as z:
+            return output_filter_layer(z["kernel"], z["bias"])
+    except (OSError, KeyError, ValueError) as e:
+        raise ExportError(f"{f}: cannot load the checkpoint's post-filter ({type(e).__name__}: "
+                          f"{_first_line(e)})") from None
 
 
 def python_path_predict(model: TrainedModel, waveform: np.ndarray,
@@ -311,8 +360,10 @@ def python_path_predict(model: TrainedModel, waveform: np.ndarray,
         from tf_talkface.data.pipeline import undelay
 
         x = add_context(logmel_delta_features(y, LogMelConfig()), model.context)[None]
-        pred = np.asarray(model.net(x, training=False))[0]
-        return undelay(pred, model.delay).reshape(-1, 68, 2).astype(np.float32)
+        pred = undelay(np.asarray(model.net(x, training=False))[0], model.delay)
+        if model.output_filter is not None:
+            pred = apply_filter(model.output_filter, pred)
+        return pred.reshape(-1, 68, 2).astype(np.float32)
     from tf_talkface.models import cnn as C
     from tf_talkface.models.cnn import generate_tc, pad_and_scale
 
@@ -331,6 +382,15 @@ def python_path_predict(model: TrainedModel, waveform: np.ndarray,
     return model.basis.reconstruct(np.asarray(codes)[0]).astype(np.float32)
 
 
+def apply_filter(layer: Any, x: np.ndarray) -> np.ndarray:
+    """A ``TemporalFilter`` on one sequence in numpy: (T, dim) -> (T, dim) float32, the
+    sequence continued beyond its ends by the layer's padding."""
+    from tf_talkface.models.layers import pad_frames, valid_filter
+
+    return valid_filter(pad_frames(np.asarray(x, np.float32), layer.frames, layer.padding),
+                        np.asarray(layer.kernel), np.asarray(layer.bias))
+
+
 # ----------------------------------------------------------------------------- the graph
 
 def _serving_fns(model: TrainedModel):
@@ -344,6 +404,14 @@ def _serving_fns(model: TrainedModel):
     from tf_talkface.stream_graph import stream_graph_for
 
     net, kind = model.net, model.kind
+
+    def _filter_clips(pf, y, n_frames):
+        """``pf`` over a padded batch (batch, T, dim): each clip continued beyond its own
+        last frame by the filter's padding, as alone."""
+        valid = tf.range(tf.shape(y)[1])[None, :] < n_frames[:, None]
+        beyond = (tf.gather(y, tf.maximum(n_frames - 1, 0), batch_dims=1)[:, None]
+                  if pf.padding == "edge" else tf.zeros_like(y))
+        return pf(tf.where(valid[..., None], y, beyond))
 
     def _finish(flat, n_frames, extra=None):
         t = tf.shape(flat)[1]
@@ -375,7 +443,10 @@ def _serving_fns(model: TrainedModel):
             y = stack(x)
             t = tf.shape(y)[1]
             idx = tf.minimum(tf.range(t)[None, :] + delay, tf.maximum(frames[:, None] - 1, 0))
-            return _finish(tf.gather(y, idx, batch_dims=1), frames)
+            y = tf.gather(y, idx, batch_dims=1)
+            if model.output_filter is not None:
+                y = _filter_clips(model.output_filter, y, frames)
+            return _finish(y, frames)
 
         def from_waveform(waveform, lengths):
             checks, lengths = _check_lengths(waveform, lengths, min_samples(front.cfg))
@@ -405,11 +476,8 @@ def _serving_fns(model: TrainedModel):
             codes = (C.generate_tc(net, w, init[None]) if kind == "cnn_tc"
                      else net(w, training=False, post_filter=False))
             codes = tf.convert_to_tensor(codes)[:, :tf.reduce_max(frames)]
-            if pf is not None:  # each clip's filter sees its own padding beyond its end, as alone
-                valid = tf.range(tf.shape(codes)[1])[None, :] < frames[:, None]
-                beyond = (tf.gather(codes, tf.maximum(frames - 1, 0), batch_dims=1)[:, None]
-                          if pf.padding == "edge" else tf.zeros_like(codes))
-                codes = pf(tf.where(valid[..., None], codes, beyond))
+            if pf is not None:
+                codes = _filter_clips(pf, codes, frames)
             return _finish(tf.einsum("btk,kd->btd", codes, comps) + mean, frames, codes)
 
         def from_waveform(waveform, lengths):
@@ -462,8 +530,8 @@ def model_card(model: TrainedModel, name: str, version: int) -> dict:
         "landmark_dim": 2,
         "delay": model.delay,
         "context": model.context,
-        "post_filter_frames": int(getattr(getattr(model.net, "post_filter", None), "frames", 0)),
-        "post_filter_padding": getattr(getattr(model.net, "post_filter", None), "padding", None),
+        "post_filter_frames": int(getattr(model.post_filter, "frames", 0)),
+        "post_filter_padding": getattr(model.post_filter, "padding", None),
         "noise_resilient": bool(model.train.get("noise")),
         "input_level": model.level.to_dict(),
         "frames_for_samples": ("1 + samples // 1764" if kind == "lstm" else "ceil(samples / 320)"),
@@ -548,7 +616,8 @@ def export_model(model: TrainedModel, out: str | os.PathLike, name: str | None =
         # A plain tf.Module holding the network's tf.Variables (keras.export.ExportArchive in
         # Keras 3.15 writes every variable twice: 16 MB instead of 8 MB for the LSTM).
         module = tf.Module()
-        module.tf_variables = [getattr(v, "value", v) for v in model.net.variables]
+        extra = model.output_filter.variables if model.output_filter is not None else []
+        module.tf_variables = [getattr(v, "value", v) for v in model.net.variables + extra]
         signatures = {}
         for key, (fn, spec) in _serving_fns(model).items():
             f = tf.function(fn, input_signature=spec, autograph=False)

@@ -1,7 +1,9 @@
-"""The landmark CNN's temporal post-filter: fit, attach, save (issue 11; our change).
+"""The landmark models' temporal post-filter: fit, attach, save (issue 11; our change).
 
 ``python -m tf_talkface.post_filter --model saved_models/checkpoints/cnn_nr_voices5.json
 --data tfrecords/grid_s1_2020 --frames 16 --out saved_models/checkpoints/NAME.json``
+``python -m tf_talkface.post_filter --model saved_models/checkpoints/lstm_voices.json
+--data tfrecords/grid_s1_2018 --frames 16 --components 10 --out saved_models/checkpoints/NAME.json``
 
 Why: the 2020 CNN predicts each frame's PCA coefficients from a 280-ms window of audio, so its
 frames do not see the syllables around them, and its output is a shrunken, delayed-looking
@@ -22,6 +24,13 @@ streamers delay each frame by ``K`` x 40 ms and stay equal to offline.
 Fit: ridge regression from the (T, (2K+1) k) stacked network outputs (padded as the layer
 pads) plus a constant to the (T, k) PCA coefficients of the clip's true landmarks,
 over every frame of the split; ``ridge`` is relative to the mean squared input (scale-free).
+
+The 2018 LSTM (:func:`fit_output_filter`) predicts 136 coordinates, not PCA coefficients: its
+filter is fitted the same way in a PCA of the training split's true landmarks (``--components``,
+the rest of each frame passes unchanged), on the **validation** split by default (the LSTM
+over-fits its training clips), and stored folded into one edge-padded filter over the 136
+outputs (``NAME.post_filter.npz`` beside the checkpoint; ``TrainedModel.output_filter``),
+applied after the frame delay is undone, in the Python path, the SavedModel and both streamers.
 """
 from __future__ import annotations
 
@@ -147,6 +156,65 @@ def _noisy_copy(y: np.ndarray, noises: list[np.ndarray], snrs: tuple, rng) -> np
     return mix_at_snr(y, noise_segment(noise, len(y), start), snr)
 
 
+def _noises(noise: str | Path | None, sample_rate: int) -> list[np.ndarray]:
+    """The noise folder's waveforms at ``sample_rate`` (none without a folder)."""
+    if noise is None:
+        return []
+    from tf_talkface.audio.noise import NoiseBank
+
+    try:
+        bank = NoiseBank.from_dir(noise, sample_rate, decoder="ffmpeg")
+    except (FileNotFoundError, ValueError) as e:
+        raise PostFilterError(f"--noise {noise}: {e}") from None
+    return [bank.waveform(i) for i in range(bank.num_files)]
+
+
+def _collect(data: Path, split: str, pair: Any, max_clips: int | None, noises: list,
+             snrs: tuple, seed: int, progress: bool) -> tuple[list, list]:
+    """``pair(audio, clip) -> (prediction (T, k), truth (T, k))`` for every clip of the split
+    (the first ``max_clips``), and with ``noises`` once more on a noisy copy of its audio."""
+    from tf_talkface.data.manifest import load_manifest
+    from tf_talkface.data.pipeline import read_clips
+
+    total = load_manifest(data).get("counts", {}).get(split)
+    rng = np.random.default_rng(seed)
+    raw, true = [], []
+    for i, clip in enumerate(read_clips(data, split).as_numpy_iterator()):
+        if max_clips is not None and i >= max_clips:
+            break
+        audio = np.asarray(clip["audio"], np.float32)
+        for y in [audio] + ([_noisy_copy(audio, noises, snrs, rng)] if noises else []):
+            a, b = pair(y, clip)
+            raw.append(a)
+            true.append(b)
+        if progress and (i + 1) % 50 == 0:
+            print(f"post-filter: {i + 1}/{total or '?'} clips predicted", file=sys.stderr, flush=True)
+    if not raw:
+        raise PostFilterError(f"{data}: no {split} clips")
+    return raw, true
+
+
+def _fit_record(raw: list, true: list, kernel: np.ndarray, bias: np.ndarray, frames: int,
+                ridge: float, padding: str, data: Path, split: str, noise: Any, snrs: tuple,
+                seed: int, n_noises: int, t0: float) -> dict:
+    """What a fit used, and per-component R^2 on the fitted split before and after."""
+    from tf_talkface.models.layers import pad_frames, valid_filter
+    from tf_talkface.train import file_sha1
+
+    def r2(pred):
+        p, t = np.concatenate(pred).astype(np.float64), np.concatenate(true).astype(np.float64)
+        return [round(float(v), 4) for v in 1 - ((p - t) ** 2).sum(0) / ((t - t.mean(0)) ** 2).sum(0)]
+
+    filtered = [valid_filter(pad_frames(a, frames, padding), kernel, bias) for a in raw]
+    return {"frames": int(frames), "ridge": float(ridge), "padding": padding,
+            "data": str(data), "split": split,
+            "noise": None if noise is None else {"folder": str(noise), "snr_db": list(snrs),
+                                                "seed": int(seed), "files": n_noises},
+            "manifest_sha1": file_sha1(data / "manifest.json"),
+            "clips": len(raw) // (2 if n_noises else 1), "n_frames": int(sum(len(a) for a in raw)),
+            "r2_before": r2(raw), "r2_after": r2(filtered), "seconds": round(time.time() - t0, 1)}
+
+
 def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float = 1e-3,
                     split: str = "train", max_clips: int | None = None,
                     progress: bool = True, noise: str | Path | None = None,
@@ -155,7 +223,8 @@ def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float
     """Fit the post-filter of a plain-CNN model on one split of its dataset.
 
     Args:
-        model: a ``cnn`` :class:`~tf_talkface.export.TrainedModel` without a post-filter.
+        model: a ``cnn`` :class:`~tf_talkface.export.TrainedModel` without a post-filter
+            (an ``lstm``: :func:`fit_output_filter`).
         data: a prepared eskimez2020 dataset whose PCA basis is the model's (fit on ``train``:
             the split the network learned; never on held-out speakers).
         frames: K (frames at 25 fps each side). ridge: see :func:`solve_filter`.
@@ -177,74 +246,148 @@ def fit_post_filter(model: Any, data: str | Path, frames: int = 16, ridge: float
         PostFilterError: wrong model kind, a dataset of another basis, or no clips.
     """
     from tf_talkface.data.manifest import load_manifest
-    from tf_talkface.data.pipeline import read_clips
     from tf_talkface.face.pca import PCABasis
-    from tf_talkface.train import file_sha1
 
     if model.kind != "cnn":
         raise PostFilterError(f"a post-filter needs a plain cnn model, not {model.kind!r}")
     data = Path(data)
-    manifest = load_manifest(data)
+    load_manifest(data)  # a clear DatasetError for a folder that is not a dataset
     basis = PCABasis.load(data)
     if (basis.components.shape != model.basis.components.shape
             or not np.allclose(basis.components, model.basis.components, atol=1e-6)):
         raise PostFilterError(f"{data}: its PCA basis is not the model's (fit the filter on the "
                               "dataset the model was trained on)")
-    noises = []
-    if noise is not None:
-        from tf_talkface.audio.noise import NoiseBank
-
-        try:
-            bank = NoiseBank.from_dir(noise, model.sample_rate, decoder="ffmpeg")
-        except (FileNotFoundError, ValueError) as e:
-            raise PostFilterError(f"--noise {noise}: {e}") from None
-        noises = [bank.waveform(i) for i in range(bank.num_files)]
-    rng = np.random.default_rng(seed)
+    noises = _noises(noise, model.sample_rate)
     t0 = time.time()
-    raw, true = [], []
-    total = manifest.get("counts", {}).get(split)
-    for i, clip in enumerate(read_clips(data, split).as_numpy_iterator()):
-        if max_clips is not None and i >= max_clips:
-            break
-        a, b = clip_codes(model, clip)
-        raw.append(a)
-        true.append(b)
-        if noises:
-            mixed = _noisy_copy(np.asarray(clip["audio"], np.float32), noises, snrs, rng)
-            a, b = clip_codes(model, dict(clip, audio=mixed))
-            raw.append(a)
-            true.append(b)
-        if progress and (i + 1) % 50 == 0:
-            print(f"post-filter: {i + 1}/{total or '?'} clips predicted", file=sys.stderr, flush=True)
-    if not raw:
-        raise PostFilterError(f"{data}: no {split} clips")
+    raw, true = _collect(data, split, lambda y, clip: clip_codes(model, dict(clip, audio=y)),
+                         max_clips, noises, snrs, seed, progress)
     kernel, bias = solve_filter(raw, true, frames, ridge, padding)
-    out = with_post_filter(model, kernel, bias, padding)
-    from tf_talkface.models.layers import pad_frames, valid_filter
+    record = _fit_record(raw, true, kernel, bias, frames, ridge, padding, data, split, noise,
+                         snrs, seed, len(noises), t0)
+    record["note"] = ("linear filter over +-frames of the network's PCA output, least squares on "
+                      "the split with the network frozen (tf_talkface.post_filter)")
+    return with_post_filter(model, kernel, bias, padding), record
 
-    def r2(pred):
-        p, t = np.concatenate(pred), np.concatenate(true)
-        p, t = p.astype(np.float64), t.astype(np.float64)
-        return [round(float(v), 4) for v in 1 - ((p - t) ** 2).sum(0) / ((t - t.mean(0)) ** 2).sum(0)]
 
-    filtered = [valid_filter(pad_frames(a, frames, padding), kernel, bias) for a in raw]
-    record = {"frames": int(frames), "ridge": float(ridge), "padding": padding,
-              "data": str(data), "split": split,
-              "noise": None if noise is None else {"folder": str(noise), "snr_db": list(snrs),
-                                                  "seed": int(seed), "files": len(noises)},
-              "manifest_sha1": file_sha1(data / "manifest.json"), "clips": len(raw) // (2 if noises else 1),
-              "n_frames": int(sum(len(a) for a in raw)),
-              "r2_before": r2(raw), "r2_after": r2(filtered), "seconds": round(time.time() - t0, 1),
-              "note": "linear filter over +-frames of the network's PCA output, least squares on "
-                      "the split with the network frozen (tf_talkface.post_filter)"}
-    return out, record
+def lstm_predictor(model: Any) -> Any:
+    """``predict(waveform (samples,) at 44.1 kHz) -> (frames, 136)`` float32: the LSTM's output
+    with the delay undone, before any post-filter. The numpy front-end of
+    :func:`~tf_talkface.export.python_path_predict` and the network as
+    :class:`~tf_talkface.models.lstm.StackedLSTMInference` in one traced function (the Keras
+    LSTM called eagerly costs ~1 s per 3-s clip; this a few ms)."""
+    import tensorflow as tf
+
+    from tf_talkface.audio.features import add_context, logmel_delta_features
+    from tf_talkface.config import LogMelConfig
+    from tf_talkface.data.pipeline import undelay
+    from tf_talkface.models.lstm import StackedLSTMInference
+
+    stack = StackedLSTMInference(model.net)
+    run = tf.function(stack, input_signature=[tf.TensorSpec([1, None, stack.input_dim], tf.float32)],
+                      autograph=False)
+
+    def predict(y: np.ndarray) -> np.ndarray:
+        x = add_context(logmel_delta_features(np.asarray(y, np.float32), LogMelConfig()),
+                        model.context)[None].astype(np.float32)
+        return undelay(run(x).numpy()[0], model.delay).astype(np.float32)
+
+    return predict
+
+
+def landmark_pca(data: str | Path, components: int, split: str = "train"
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean (136,), components (k, 136))`` float64: the PCA of the true landmarks of one
+    split (every frame; the training split by default: never held-out speakers).
+
+    Raises:
+        PostFilterError: fewer frames than components, or ``components`` not in 1..136.
+    """
+    from tf_talkface.data.pipeline import read_clips
+
+    truth = [np.asarray(c["landmarks"], np.float64).reshape(-1, 136)
+             for c in read_clips(data, split).as_numpy_iterator()]
+    truth = np.concatenate(truth) if truth else np.zeros((0, 136))
+    if not 1 <= components <= min(136, len(truth)):
+        raise PostFilterError(f"{data}: cannot take {components} components from "
+                              f"{len(truth)} {split} frames")
+    mean = truth.mean(0)
+    _, _, vt = np.linalg.svd(truth - mean, full_matrices=False)
+    return mean, vt[:components]
+
+
+def fit_output_filter(model: Any, data: str | Path, frames: int = 16, components: int = 10,
+                      ridge: float = 1e-3, split: str = "val", max_clips: int | None = None,
+                      progress: bool = True, noise: str | Path | None = None,
+                      snrs: tuple = (20.0, 10.0, 5.0, 0.0), seed: int = 0) -> tuple[Any, dict]:
+    """Fit the 2018 LSTM's post-filter (issue 11; our change) on one split of its dataset.
+
+    The LSTM predicts 136 coordinates, so the filter works in a PCA of the training split's
+    true landmarks (``components``): each frame's coefficients are replaced by a linear
+    function of the coefficients of +-``frames`` frames of the prediction (edge padding), the
+    rest of the prediction passes unchanged, and the whole is folded into one
+    ``TemporalFilter`` over the 136 outputs (:func:`~tf_talkface.models.layers.fold_pca_filter`).
+
+    Why the **validation** split by default: the LSTM over-fits its training clips (its
+    outputs there are better than anywhere new), so a filter fitted on them learns too little
+    gain; measured on ``lstm_grid_s1/3`` (``scripts/lstm_post_filter_study.py``, session 9):
+    fitted on validation, +-16 frames, 10 components: s1 test r 0.786 -> 0.81, held-out
+    speakers r 0.60 -> 0.66, every speech file opening >= 0.12 of the mouth width.
+
+    Args:
+        model: an ``lstm`` :class:`~tf_talkface.export.TrainedModel` without a post-filter.
+        data: its prepared eskimez2018 dataset. frames: K >= 1. components: PCA size (1..136).
+        ridge, split, max_clips, noise, snrs, seed: as :func:`fit_post_filter`.
+
+    Returns:
+        ``(model with output_filter, record)`` as :func:`fit_post_filter` (R^2 in the PCA).
+
+    Raises:
+        PostFilterError: not an LSTM, it already has a post-filter, a dataset of another
+            recipe, or no clips.
+    """
+    import dataclasses
+
+    from tf_talkface.data.manifest import load_manifest
+    from tf_talkface.export import output_filter_layer
+    from tf_talkface.models.layers import fold_pca_filter
+
+    if model.kind != "lstm":
+        raise PostFilterError(f"fit_output_filter needs an lstm model, not {model.kind!r}")
+    if model.output_filter is not None:
+        raise PostFilterError(f"{model.source}: the model already has a post-filter")
+    data = Path(data)
+    recipe = load_manifest(data)["recipe"]["name"]
+    if recipe != "eskimez2018":
+        raise PostFilterError(f"{data}: an {recipe} dataset; the LSTM's is eskimez2018")
+    mean, comps = landmark_pca(data, components)
+    predict = lstm_predictor(model)
+
+    def pair(y, clip):
+        p = predict(y)
+        t = np.asarray(clip["landmarks"], np.float64).reshape(-1, 136)
+        n = min(len(p), len(t))
+        return (p[:n] - mean) @ comps.T, (t[:n] - mean) @ comps.T
+
+    noises = _noises(noise, model.sample_rate)
+    t0 = time.time()
+    raw, true = _collect(data, split, pair, max_clips, noises, snrs, seed, progress)
+    kernel, bias = solve_filter(raw, true, frames, ridge, "edge")
+    record = _fit_record(raw, true, kernel, bias, frames, ridge, "edge", data, split, noise,
+                         snrs, seed, len(noises), t0)
+    record.update(components=int(components), note=(
+        "linear filter over +-frames of the LSTM's landmarks in a PCA of the training split's "
+        "true landmarks (the rest passes unchanged), least squares on the split with the "
+        "network frozen (tf_talkface.post_filter.fit_output_filter)"))
+    layer = output_filter_layer(*fold_pca_filter(mean, comps, kernel, bias))
+    return dataclasses.replace(model, output_filter=layer), record
 
 
 def save_checkpoint(model: Any, source: str | Path, record: dict, out: str | Path) -> Path:
-    """Write ``out`` (``NAME.json``) + ``NAME.weights.h5`` + ``NAME.basis.json`` beside it: the
-    source checkpoint's record with the new ``model_config`` and a ``post_filter`` entry (its
-    test metrics dropped: they were the unfiltered network's). Files are written to temporary
-    names and renamed, the JSON last.
+    """Write ``out`` (``NAME.json``) + ``NAME.weights.h5`` beside it, and ``NAME.basis.json``
+    (CNN) or ``NAME.post_filter.npz`` (LSTM: the folded filter's kernel and bias,
+    :data:`~tf_talkface.export.OUTPUT_FILTER_SUFFIX`): the source checkpoint's record with the
+    new ``model_config`` and a ``post_filter`` entry (its test metrics dropped: they were the
+    unfiltered network's). Files are written to temporary names and renamed, the JSON last.
 
     Raises:
         PostFilterError: ``source`` is not a checkpoint ``NAME.json``.
@@ -257,14 +400,22 @@ def save_checkpoint(model: Any, source: str | Path, record: dict, out: str | Pat
     if out.suffix != ".json":
         raise PostFilterError(f"{out}: the output must be a checkpoint NAME.json")
     ck = json.loads(source.read_text())
-    ck["model_config"] = model.net.get_config()
+    if model.kind != "lstm":  # the LSTM's network is unchanged (its filter is beside it)
+        ck["model_config"] = model.net.get_config()
     ck.pop("test", None)
     ck["post_filter"] = dict(record, source=str(source))
     weights = out.with_name(out.stem + ".weights.h5")
     with atomic_output(weights, suffix=".tmp.weights.h5") as tmp:
         model.net.save_weights(tmp)
-    with atomic_output(out.with_name(out.stem + ".basis.json")) as tmp:
-        model.basis.save(tmp)
+    if model.output_filter is not None:
+        from tf_talkface.export import OUTPUT_FILTER_SUFFIX
+
+        with atomic_output(out.with_name(out.stem + OUTPUT_FILTER_SUFFIX), ".tmp.npz") as tmp:
+            np.savez(tmp, kernel=np.asarray(model.output_filter.kernel, np.float32),
+                     bias=np.asarray(model.output_filter.bias, np.float32))
+    if model.basis is not None:
+        with atomic_output(out.with_name(out.stem + ".basis.json")) as tmp:
+            model.basis.save(tmp)
     with atomic_output(out) as tmp:
         Path(tmp).write_text(json.dumps(ck, indent=1))
     return out
@@ -272,10 +423,13 @@ def save_checkpoint(model: Any, source: str | Path, record: dict, out: str | Pat
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tf_talkface.post_filter",
-                                description="Fit the landmark CNN's temporal post-filter on the "
-                                            "training split and write a new checkpoint.")
-    p.add_argument("--model", required=True, help="checkpoint NAME.json of a plain cnn model")
-    p.add_argument("--data", required=True, help="its prepared eskimez2020 dataset")
+                                description="Fit a landmark model's temporal post-filter (plain "
+                                            "cnn: on the training split; lstm: on validation) "
+                                            "and write a new checkpoint.")
+    p.add_argument("--model", required=True,
+                   help="checkpoint NAME.json of a plain cnn or an lstm model")
+    p.add_argument("--data", required=True,
+                   help="its prepared dataset (cnn: eskimez2020, lstm: eskimez2018)")
     p.add_argument("--basis", help="the model's PCA basis, if not the checkpoint's NAME.basis.json")
     p.add_argument("--out", required=True, help="the new checkpoint NAME.json")
     p.add_argument("--frames", type=int, default=16, help="K: frames each side (default 16)")
@@ -283,7 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--padding", default="edge", choices=("edge", "zeros"),
                    help="how a clip continues beyond its ends: its first/last frame repeated "
                         "(default) or the neutral face")
-    p.add_argument("--split", default="train", choices=("train", "val"))
+    p.add_argument("--components", type=int, default=10,
+                   help="LSTM: the size of the landmark PCA the filter works in (default 10)")
+    p.add_argument("--split", choices=("train", "val"),
+                   help="the split to fit on (default: train for a CNN, val for the LSTM)")
     p.add_argument("--max-clips", type=int)
     p.add_argument("--noise", help="folder of noise files: fit on noisy copies of the clips too")
     p.add_argument("--snr", type=float, nargs="+", default=[20.0, 10.0, 5.0, 0.0],
@@ -301,16 +458,23 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = load_trained(args.model, basis=args.basis)
-        filtered, record = fit_post_filter(model, args.data, args.frames, args.ridge, args.split,
-                                           args.max_clips, progress=not args.quiet,
-                                           noise=args.noise, snrs=tuple(args.snr), seed=args.seed,
-                                           padding=args.padding)
+        common = dict(ridge=args.ridge, max_clips=args.max_clips, progress=not args.quiet,
+                      noise=args.noise, snrs=tuple(args.snr), seed=args.seed)
+        if model.kind == "lstm":
+            if args.padding != "edge":
+                raise PostFilterError("the LSTM's post-filter has edge padding only")
+            filtered, record = fit_output_filter(model, args.data, args.frames, args.components,
+                                                 split=args.split or "val", **common)
+        else:
+            filtered, record = fit_post_filter(model, args.data, args.frames,
+                                               split=args.split or "train", padding=args.padding,
+                                               **common)
         save_checkpoint(filtered, args.model, record, args.out)
     except (PostFilterError, ExportError, DatasetError, OSError) as e:
         print(f"post_filter: {e}", file=sys.stderr)
         return 2
     if not args.quiet:
-        print(f"{args.out}: K={record['frames']}, {record['clips']} clips; training-split R^2 "
+        print(f"{args.out}: K={record['frames']}, {record['clips']} clips; {record['split']}-split R^2 "
               f"per component {record['r2_before']} -> {record['r2_after']}")
     return 0
 

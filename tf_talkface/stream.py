@@ -43,6 +43,9 @@ LSTM (Eskimez et al. 2018, :class:`LSTMStreamer`):
   multiply-adds of a frame; equal to float32 round-off). Work and memory per frame are O(1).
 * delay: output frame ``t`` is emitted once the LSTM has consumed input frame ``t + delay``;
   :meth:`flush` emits the last ``delay`` frames as the offline path does (last prediction repeated).
+* post-filter (issue 11, ``TrainedModel.output_filter``): a :class:`FilterStream` over the
+  frames so determined, each emitted ``K`` frames later (the CNN's works the same way on its
+  PCA coefficients).
 
 CNN (Eskimez et al. 2020, :class:`CNNStreamer`): frame ``t``'s window is raw
 ``[320 t - 1120, 320 t + 1120)`` (1120 zeros in front at the start), of which the valid-padding
@@ -70,6 +73,7 @@ can be emitted, compute time excluded (measured by ``scripts/bench_stream.py``):
 
 * LSTM: ``(delay * hop + n_fft - n_fft // 2) / sr`` = delay x 40 ms + 20 ms (half window)
   = 60 ms for delay 1 (with delay 0, frame 0 waits one sample more for its start reflection).
+  A post-filter over +-K frames adds K x 40 ms (either model).
 * CNN: ``(2237 - 1120) / 8000`` s = 139.625 ms (the trunk's 2237 read samples of the 2240
   window, minus the 1120 before the centre).
 
@@ -118,8 +122,8 @@ from tf_talkface.saved_model import load_model
 from tf_talkface.stream_graph import cnn_propagate_fn
 from tf_talkface.streamer import Streamer, stream_in_chunks, streaming_peak
 
-__all__ = ["Streamer", "LSTMStreamer", "CNNStreamer", "streamer_for", "open_streamer",
-           "generate_long", "main"]
+__all__ = ["Streamer", "FilterStream", "LSTMStreamer", "CNNStreamer", "streamer_for",
+           "open_streamer", "generate_long", "main"]
 
 _EMPTY = np.zeros((0, 68, 2), np.float32)
 
@@ -160,6 +164,52 @@ def _numpy_cells(cells: list) -> list | None:
 
         steps.append(step)
     return steps
+
+
+class FilterStream:
+    """Streaming twin of a :class:`~tf_talkface.models.layers.TemporalFilter` (the temporal
+    post-filter of issue 11): frames in, filtered frames out ``K`` frames later; everything
+    returned, concatenated, equals the layer on the whole sequence.
+
+    The buffer starts with the layer's padding before the first frame (``K`` zero rows for
+    ``"zeros"``; for ``"edge"`` none until the first frame, which then enters ``K + 1`` times)
+    and keeps the last ``2K`` rows; :meth:`push` with ``final=True`` appends the padding after
+    the last frame.
+
+    Args:
+        layer: the ``TemporalFilter`` (its kernel (2K+1, dim, dim) and bias (dim,) are copied).
+    """
+
+    def __init__(self, layer: Any) -> None:
+        self.kernel = np.asarray(layer.kernel, np.float32)
+        self.bias = np.asarray(layer.bias, np.float32)
+        self.frames, self.padding = int(layer.frames), layer.padding
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream."""
+        k = self.frames if self.padding == "zeros" else 0
+        self._buf = np.zeros((k, len(self.bias)), np.float32)
+
+    @property
+    def held(self) -> int:
+        """Frames pushed and not yet returned."""
+        return max(0, len(self._buf) - self.frames)
+
+    def push(self, rows: np.ndarray, final: bool = False) -> np.ndarray:
+        """(n, dim) new frames -> (m, dim) filtered frames now determined (float32); with
+        ``final`` the stream ends: every remaining frame."""
+        rows = np.asarray(rows, np.float32).reshape(-1, len(self.bias))
+        k = self.frames
+        if self.padding == "edge" and not len(self._buf):  # the stream's first frames
+            rows = np.concatenate([np.repeat(rows[:1], k, 0), rows])
+        buf = np.concatenate([self._buf, rows])
+        if final:
+            buf = np.concatenate([buf, np.repeat(buf[-1:], k, 0) if self.padding == "edge"
+                                  else np.zeros((k, buf.shape[1]), np.float32)])
+        out = valid_filter(buf, self.kernel, self.bias)
+        self._buf = buf[len(out):]
+        return out
 
 
 class LSTMStreamer(Streamer):
@@ -204,6 +254,9 @@ class LSTMStreamer(Streamer):
 
         self._run = run
         self._readout_np = stack.readout_numpy
+        # the post-filter (issue 11): +-K frames of the undelayed landmarks
+        self._filter = None if model.output_filter is None else FilterStream(model.output_filter)
+        self.post_filter_frames = 0 if self._filter is None else self._filter.frames
         self.reset()
 
     # ----------------------------------------------------------------------------- state
@@ -219,7 +272,10 @@ class LSTMStreamer(Streamer):
         self._states = [np.zeros((1, u), np.float32) for u in self._units for _ in (0, 1)]
         self._last_pred: np.ndarray | None = None
         self._consumed = 0                      # LSTM input frames consumed
-        self.frames_emitted = 0
+        self._produced = 0                      # output frames determined (delay undone)
+        self.frames_emitted = 0                 # ... and returned (after the post-filter)
+        if self._filter is not None:
+            self._filter.reset()
         self._closed = False
 
     def _features(self, frames: np.ndarray) -> np.ndarray:
@@ -275,8 +331,15 @@ class LSTMStreamer(Streamer):
         self._last_pred = y[-1]
         # prediction j becomes output frame j - delay
         keep = y[max(0, self.delay - first):]
-        self.frames_emitted += len(keep)
+        self._produced += len(keep)
         return keep.reshape(-1, 68, 2).astype(np.float32)
+
+    def _emit(self, frames: np.ndarray, final: bool = False) -> np.ndarray:
+        """Determined frames (k, 68, 2) -> what leaves now (through the post-filter)."""
+        if self._filter is not None:
+            frames = self._filter.push(frames.reshape(-1, 136), final).reshape(-1, 68, 2)
+        self.frames_emitted += len(frames)
+        return frames
 
     def _complete_frames(self, final: bool) -> np.ndarray:
         buf = self._buf
@@ -310,7 +373,7 @@ class LSTMStreamer(Streamer):
             self._head = np.zeros(0, np.float32)
         else:
             self._buf = np.concatenate([self._buf, x])
-        return self._step(self._complete_frames(final=False))
+        return self._emit(self._step(self._complete_frames(final=False)))
 
     def flush(self) -> np.ndarray:
         """End of stream: the remaining frames (end reflection, then the delayed last frames).
@@ -322,12 +385,11 @@ class LSTMStreamer(Streamer):
         if self._buf is None:
             return _EMPTY
         out = [self._step(self._complete_frames(final=True))]
-        total = self._consumed
-        missing = total - self.frames_emitted
+        missing = self._consumed - self._produced
         if missing > 0:
             out.append(np.repeat(self._last_pred.reshape(1, 68, 2), missing, axis=0))
-            self.frames_emitted += missing
-        return np.concatenate(out).astype(np.float32)
+            self._produced += missing
+        return self._emit(np.concatenate(out).astype(np.float32), final=True)
 
 
 class CNNStreamer(Streamer):
@@ -377,9 +439,7 @@ class CNNStreamer(Streamer):
         # the temporal post-filter (issue 11): +-K frames of the coefficients, so a frame
         # leaves K frames after its coefficients are computed
         pf = getattr(net, "post_filter", None)
-        self._pf = None if pf is None else (np.asarray(pf.kernel, np.float32),
-                                            np.asarray(pf.bias, np.float32), pf.frames,
-                                            pf.padding)
+        self._filter = None if pf is None else FilterStream(pf)
         self.post_filter_frames = 0 if pf is None else int(pf.frames)
         propagate = cnn_propagate_fn(net)
         self._channels = propagate.channels
@@ -401,11 +461,8 @@ class CNNStreamer(Streamer):
         self.n_samples = 0
         self._c = self._init[None].copy()
         self.frames_emitted = 0
-        # post-filter input buffer: the K frames before the stream (the layer's padding: zeros
-        # now, or the first frame repeated once it exists); then it holds
-        # K + (frames through the network) - (frames emitted) rows
-        self._pf_buf = None if self._pf is None else np.zeros(
-            (self._pf[2] if self._pf[3] == "zeros" else 0, len(self._pf[1])), np.float32)
+        if self._filter is not None:
+            self._filter.reset()
         self._closed = False
         self._agc = (CausalLevel(self.sample_rate, self.hop, self.level)
                      if self.level.mode == "loudness" else None)
@@ -414,8 +471,7 @@ class CNNStreamer(Streamer):
         """Feed padded-coordinate samples through the layers; returns the new frames."""
         self._bufs[0] = np.concatenate([self._bufs[0], samples[:, None]])
         ready = max(0, (self.pad + self.n_samples - self.read) // self.hop + 1)
-        computed = self.frames_emitted + (0 if self._pf is None
-                                          else max(0, len(self._pf_buf) - self._pf[2]))
+        computed = self.frames_emitted + (0 if self._filter is None else self._filter.held)
         if not final and ready <= computed:
             return _EMPTY  # no frame completed: only buffer (the layers run once per frame)
         res = self._run(*self._bufs)
@@ -433,17 +489,8 @@ class CNNStreamer(Streamer):
             self._c = c
         else:
             codes = h if self._std is None else h * self._std + self._tmean
-        if self._pf is not None:  # the post-filter: emit what has its K later frames
-            kernel, bias, k, padding = self._pf
-            codes = codes.astype(np.float32)
-            if padding == "edge" and not len(self._pf_buf):  # the stream's first frames
-                codes = np.concatenate([np.repeat(codes[:1], k, 0), codes])
-            buf = np.concatenate([self._pf_buf, codes])
-            if final:
-                buf = np.concatenate([buf, np.repeat(buf[-1:], k, 0) if padding == "edge"
-                                      else np.zeros((k, buf.shape[1]), np.float32)])
-            codes = valid_filter(buf, kernel, bias)
-            self._pf_buf = buf[len(codes):]
+        if self._filter is not None:  # the post-filter: emit what has its K later frames
+            codes = self._filter.push(codes, final)
         lm = (codes @ self._comps + self._mean).astype(np.float32)
         self.frames_emitted += len(lm)
         return lm.reshape(-1, 68, 2)

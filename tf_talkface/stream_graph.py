@@ -33,7 +33,9 @@ LSTM (2018; :class:`LSTMStreamGraph`)
     first (context window); ``state_lstm`` f32 (1, 1808): the LSTM states packed
     ``[h1, c1, h2, c2, h3, c3, h4, c4]`` (256, 256, 256, 136 units); ``state_last`` f32 (136,):
     the last prediction (repeated at the end, as offline); ``state_consumed`` /
-    ``state_emitted`` i32: frames through the LSTM / returned.
+    ``state_emitted`` i32: frames through the LSTM / determined (the delay undone). With a
+    post-filter (issue 11) ``state_post_filter`` f32 (<= 2K + 1, 136): the determined frames
+    not yet filtered (as the CNN's below).
 CNN (2020; :class:`CNNStreamGraph`)
     ``state_buffer0`` .. ``state_buffer4`` f32 (m_i, channels_i): the input tail each layer
     still needs (waveform, 3 trunk layers, trunk output for the conv head); ``state_coefficients``
@@ -118,6 +120,55 @@ class _StreamGraph:
         raise NotImplementedError
 
 
+class _GraphFilter:
+    """In-graph twin of :class:`~tf_talkface.stream.FilterStream` (a temporal post-filter over
+    +-K frames, issue 11): the state ``state_post_filter`` holds the rows not yet filtered."""
+
+    def __init__(self, layer: Any) -> None:
+        import tensorflow as tf
+
+        self.frames, self.edge = int(layer.frames), layer.padding == "edge"
+        self.kernel = tf.constant(np.asarray(layer.kernel, np.float32))
+        self.bias = tf.constant(np.asarray(layer.bias, np.float32))
+        self.dim = int(self.bias.shape[0])
+
+    def spec(self) -> Any:
+        import tensorflow as tf
+
+        return tf.TensorSpec([None, self.dim], tf.float32)
+
+    def init(self) -> Any:
+        """K zero rows before the stream, or none yet for edge padding."""
+        import tensorflow as tf
+
+        return tf.zeros([0 if self.edge else self.frames, self.dim], tf.float32)
+
+    def held(self, buf: Any) -> Any:
+        """Frames pushed and not yet returned."""
+        import tensorflow as tf
+
+        return tf.maximum(0, tf.shape(buf)[0] - self.frames)
+
+    def push(self, buf: Any, rows: Any, final: Any) -> tuple:
+        """``(filtered frames now determined (m, dim), new buffer)``; ``final``: a bool tensor,
+        the end of the stream (the padding after the last frame is appended)."""
+        import tensorflow as tf
+
+        k = self.frames
+        if self.edge:  # the first frame repeated K times before the stream
+            first = tf.repeat(rows[:1], k * tf.cast(tf.equal(tf.shape(buf)[0], 0), tf.int32), 0)
+            buf = tf.concat([buf, first, rows], 0)
+        else:
+            buf = tf.concat([buf, rows], 0)
+        buf = tf.cond(final, lambda: tf.concat(
+            [buf, tf.repeat(buf[-1:], k, 0) if self.edge
+             else tf.zeros([k, self.dim], tf.float32)], 0), lambda: buf)
+        n = tf.maximum(0, tf.shape(buf)[0] - 2 * k)
+        out = tf.cond(n > 0, lambda: tf.nn.conv1d(buf[None], self.kernel, 1, "VALID")[0]
+                      + self.bias, lambda: tf.zeros([0, self.dim], tf.float32))
+        return out, buf[n:]
+
+
 class LSTMStreamGraph(_StreamGraph):
     """In-graph twin of :class:`~tf_talkface.stream.LSTMStreamer` (2018 LSTM, 44.1 kHz).
 
@@ -140,6 +191,7 @@ class LSTMStreamGraph(_StreamGraph):
         self.delay, self.context = int(model.delay), int(model.context)
         self.stack = StackedLSTMInference(model.net)
         self.out_dim = self.stack.output_dim
+        self.filter = None if model.output_filter is None else _GraphFilter(model.output_filter)
         n_state = 2 * sum(self.stack.units)
         f32, i32 = tf.float32, tf.int32
         self.state_specs = {
@@ -154,14 +206,29 @@ class LSTMStreamGraph(_StreamGraph):
             "state_consumed": tf.TensorSpec([], i32),
             "state_emitted": tf.TensorSpec([], i32),
         }
+        if self.filter is not None:
+            self.state_specs["state_post_filter"] = self.filter.spec()
 
     def init(self, peak: Any) -> dict:
         """Initial state (``peak`` is ignored by the LSTM)."""
         import tensorflow as tf
 
         del peak
-        return {n: tf.zeros([0 if d is None else d for d in s.shape], s.dtype)
-                for n, s in self.state_specs.items()}
+        state = {n: tf.zeros([0 if d is None else d for d in s.shape], s.dtype)
+                 for n, s in self.state_specs.items()}
+        if self.filter is not None:
+            state["state_post_filter"] = self.filter.init()
+        return state
+
+    def _emit(self, landmarks, state, final):
+        """Determined frames (k, 68, 2) -> (what leaves now, state updates): the post-filter."""
+        import tensorflow as tf
+
+        if self.filter is None:
+            return landmarks, {}
+        out, buf = self.filter.push(state["state_post_filter"],
+                                    tf.reshape(landmarks, [-1, self.out_dim]), tf.constant(final))
+        return tf.reshape(out, [-1, 68, 2]), {"state_post_filter": buf}
 
     # ------------------------------------------------------------------ pieces
     def _frames(self, buf, k):
@@ -230,7 +297,8 @@ class LSTMStreamGraph(_StreamGraph):
         k = tf.where(started, tf.maximum(0, (tf.size(pending) - self.n_fft) // self.hop + 1), 0)
         frames, pending = self._frames(pending, k)
         landmarks, upd = self._advance(frames, state)
-        new = dict(state, **upd)
+        landmarks, fupd = self._emit(landmarks, state, final=False)
+        new = dict(state, **upd, **fupd)
         new.update(state_pending=pending, state_samples=n1,
                    state_tail=tf.concat([state["state_tail"], audio], 0)[-(pad + 1):])
         return {"landmarks": landmarks, **new}
@@ -250,7 +318,7 @@ class LSTMStreamGraph(_StreamGraph):
             out, upd = self._advance(frames, state)
             missing = upd["state_consumed"] - upd["state_emitted"]
             rep = tf.repeat(tf.reshape(upd["state_last"], [1, 68, 2]), tf.maximum(missing, 0), 0)
-            return tf.concat([out, rep], 0)
+            return self._emit(tf.concat([out, rep], 0), state, final=True)[0]
 
         return tf.cond(n > pad, finish, lambda: tf.zeros([0, 68, 2], tf.float32))
 
@@ -321,11 +389,7 @@ class CNNStreamGraph(_StreamGraph):
         self.t_std = None if ts is None else tf.constant(np.asarray(ts.std, np.float32))
         self.t_mean = None if ts is None else tf.constant(np.asarray(ts.mean, np.float32))
         pf = getattr(net, "post_filter", None)  # +-K frames of coefficients (issue 11)
-        self.pf_frames = 0 if pf is None else int(pf.frames)
-        self.pf_edge = pf is not None and pf.padding == "edge"
-        if pf is not None:
-            self.pf_kernel = tf.constant(np.asarray(pf.kernel, np.float32))
-            self.pf_bias = tf.constant(np.asarray(pf.bias, np.float32))
+        self.filter = None if pf is None else _GraphFilter(pf)
         f32 = tf.float32
         self.level = model.level
         self.state_specs = {f"state_buffer{i}": tf.TensorSpec([None, c], f32)
@@ -336,8 +400,8 @@ class CNNStreamGraph(_StreamGraph):
                                      "state_level_history": tf.TensorSpec([None], tf.float64),
                                      "state_level_frames": tf.TensorSpec([], tf.int64),
                                      "state_level_pending": tf.TensorSpec([None], f32)})
-        if self.pf_frames:
-            self.state_specs["state_post_filter"] = tf.TensorSpec([None, self.n_out], f32)
+        if self.filter is not None:
+            self.state_specs["state_post_filter"] = self.filter.spec()
         self.state_specs.update({
             "state_coefficients": tf.TensorSpec([1, self.n_out], f32),
             "state_samples": tf.TensorSpec([], tf.int64),
@@ -361,9 +425,8 @@ class CNNStreamGraph(_StreamGraph):
         if self.level.mode == "loudness":
             nb = block_frames(self.sample_rate, self.hop, self.level)
             state.update({f"state_{k}": v for k, v in causal_level_init_tf(nb).items()})
-        if self.pf_frames:  # K zero frames before the stream, or none yet for edge padding
-            state.update(state_post_filter=tf.zeros(
-                [0 if self.pf_edge else self.pf_frames, self.n_out], tf.float32))
+        if self.filter is not None:
+            state.update(state_post_filter=self.filter.init())
         return state
 
     def _scale(self, codes):
@@ -378,8 +441,8 @@ class CNNStreamGraph(_StreamGraph):
         ready = tf.maximum(0, tf.cast((self.pad + state["state_samples"] - self.read) // self.hop,
                                       tf.int32) + 1)
         computed = state["state_emitted"]  # frames through the network
-        if self.pf_frames:
-            computed += tf.maximum(0, tf.shape(state["state_post_filter"])[0] - self.pf_frames)
+        if self.filter is not None:
+            computed += self.filter.held(state["state_post_filter"])
         run = tf.logical_or(final, ready > computed)
         h, bufs = tf.cond(run, lambda: self.propagate(bufs),
                           lambda: (tf.zeros([0, self.n_out], tf.float32), bufs))
@@ -393,22 +456,9 @@ class CNNStreamGraph(_StreamGraph):
         else:
             codes = self._scale(h)
         upd = dict(zip(names, bufs))
-        if self.pf_frames:  # emit the frames whose K later coefficients exist
-            k = self.pf_frames
-            prev = state["state_post_filter"]
-            if self.pf_edge:  # the first frame repeated K times before the stream
-                first = tf.repeat(codes[:1], k * tf.cast(tf.equal(tf.shape(prev)[0], 0), tf.int32), 0)
-                buf = tf.concat([prev, first, codes], 0)
-            else:
-                buf = tf.concat([prev, codes], 0)
-            # the end of the stream: the filter's padding after the last frame
-            buf = tf.cond(final, lambda: tf.concat(
-                [buf, tf.repeat(buf[-1:], k, 0) if self.pf_edge
-                 else tf.zeros([k, self.n_out], tf.float32)], 0), lambda: buf)
-            n = tf.maximum(0, tf.shape(buf)[0] - 2 * self.pf_frames)
-            codes = tf.cond(n > 0, lambda: tf.nn.conv1d(buf[None], self.pf_kernel, 1, "VALID")[0]
-                            + self.pf_bias, lambda: tf.zeros([0, self.n_out], tf.float32))
-            upd["state_post_filter"] = buf[n:]
+        if self.filter is not None:  # emit the frames whose K later coefficients exist
+            codes, upd["state_post_filter"] = self.filter.push(state["state_post_filter"],
+                                                               codes, final)
         lm = tf.reshape(tf.matmul(codes, self.comps) + self.mean, [-1, 68, 2])
         upd.update(state_coefficients=c, state_emitted=state["state_emitted"] + tf.shape(lm)[0])
         return lm, upd

@@ -30,8 +30,8 @@ def stream_latency_ms(kind: str, delay: int = 0, post_filter_frames: int = 0
     * ``"lstm"``: ``(delay * hop + n_fft - n_fft // 2) / sr`` = delay x 40 + 20 ms, and
       ``(delay * hop + n_fft) / sr`` = delay x 40 + 40 ms (hop = n_fft = 1764 at 44.1 kHz).
     * ``"cnn"``, ``"cnn_tc"``: ``(2237 - 1120) / 8000`` s = 139.625 ms (the trunk reads 2237
-      of the 2240 window samples, 1120 of them before the centre), and 2237 / 8000 s = 279.625;
-      a CNN with a temporal post-filter over +-K frames (issue 11) adds K x 40 ms to both.
+      of the 2240 window samples, 1120 of them before the centre), and 2237 / 8000 s = 279.625.
+    * a temporal post-filter over +-K frames (issue 11) adds K x 40 ms to both.
 
     Raises:
         ValueError: unknown ``kind``.
@@ -41,8 +41,9 @@ def stream_latency_ms(kind: str, delay: int = 0, post_filter_frames: int = 0
 
         cfg = LogMelConfig()
         n_fft, hop, sr = cfg.n_fft, cfg.hop_length, cfg.sample_rate
-        return (1000.0 * (delay * hop + n_fft - n_fft // 2) / sr,
-                1000.0 * (delay * hop + n_fft) / sr)
+        extra = 1000.0 * post_filter_frames * hop / sr
+        return (1000.0 * (delay * hop + n_fft - n_fft // 2) / sr + extra,
+                1000.0 * (delay * hop + n_fft) / sr + extra)
     if kind in ("cnn", "cnn_tc"):
         from tf_talkface.models import cnn as C  # lazy: imports TensorFlow
 
@@ -74,14 +75,14 @@ class Streamer:
         model: what the streamer runs (a trained model or a loaded SavedModel).
         kind: ``"lstm"``, ``"cnn"`` or ``"cnn_tc"``.
         delay: frame delay (LSTM; 0 for the CNNs).
-        post_filter_frames: K of a CNN's temporal post-filter (frames emitted K x 40 ms later).
+        post_filter_frames: K of the model's temporal post-filter (frames emitted K x 40 ms later).
     """
 
     sample_rate: int
     model: Any
     kind: str   # "lstm", "cnn" or "cnn_tc"
     delay: int  # frame delay (LSTM; 0 for the CNNs)
-    post_filter_frames: int = 0  # K of a CNN's temporal post-filter (0 = none)
+    post_filter_frames: int = 0  # K of the model's temporal post-filter (0 = none)
 
     def push(self, chunk: Any) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -150,6 +150,42 @@ def valid_filter(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndar
     return out.astype(np.float32)
 
 
+
+def fold_pca_filter(mean: np.ndarray, components: np.ndarray, kernel: np.ndarray,
+                    bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A filter fitted in a PCA of the output, as one :class:`TemporalFilter` over the whole
+    output vector (the LSTM's post-filter, issue 11; our change).
+
+    The filter maps the PCA coefficients ``c_t = (x_t - m) C^T`` of ±K frames to new
+    coefficients ``f_t = b + sum_j c_{t+j} W_j`` and replaces the frame's own: ``y_t = x_t +
+    (f_t - c_t) C`` (the part of ``x_t`` outside the PCA passes unchanged). That is linear in
+    ``x``: tap ``j`` is ``C^T W_j C`` (plus ``I - C^T C`` at ``j = 0``) and the bias ``b C + m C^T
+    C - m C^T (sum_j W_j) C``. Edge padding commutes with the affine map, so the folded filter
+    with ``padding="edge"`` equals the factored one with edge padding of the coefficients.
+
+    Args:
+        mean: (d,) PCA mean ``m``. components: (k, d) orthonormal rows ``C``.
+        kernel: (2K+1, k, k) ``W_j``, tap ``i`` = frame ``t + i - K``. bias: (k,) ``b``.
+
+    Returns:
+        ``(kernel (2K+1, d, d), bias (d,))`` float32, the weights of a ``TemporalFilter(K, d,
+        "edge")``.
+
+    Raises:
+        ValueError: shapes that do not fit together.
+    """
+    m = np.asarray(mean, np.float64)
+    c = np.asarray(components, np.float64)
+    w = np.asarray(kernel, np.float64)
+    k, d = c.shape
+    if m.shape != (d,) or w.ndim != 3 or w.shape[1:] != (k, k) or np.shape(bias) != (k,):
+        raise ValueError(f"fold_pca_filter: mean {m.shape}, components {c.shape}, kernel "
+                         f"{w.shape} and bias {np.shape(bias)} do not fit together")
+    full = np.einsum("ka,tkl,lb->tab", c, w, c)
+    full[len(w) // 2] += np.eye(d) - c.T @ c
+    b = np.asarray(bias, np.float64) @ c + m @ c.T @ c - m @ c.T @ w.sum(0) @ c
+    return full.astype(np.float32), b.astype(np.float32)
+
 # --- PyTorch -> Keras building blocks (ATVGnet, DAVS; docs/atvgnet_davs.md §P) -----------------
 
 BN_EPSILON = 1e-5
