@@ -255,7 +255,7 @@ class LSTMStreamer(Streamer):
         self._run = run
         self._readout_np = stack.readout_numpy
         # the post-filter (issue 11): +-K frames of the undelayed landmarks
-        self._filter = None if model.output_filter is None else FilterStream(model.output_filter)
+        self._filter = None if model.post_filter is None else FilterStream(model.post_filter)
         self.post_filter_frames = 0 if self._filter is None else self._filter.frames
         self.reset()
 
@@ -438,9 +438,8 @@ class CNNStreamer(Streamer):
         self._tmean = None if ts is None else np.asarray(ts.mean, np.float32)
         # the temporal post-filter (issue 11): +-K frames of the coefficients, so a frame
         # leaves K frames after its coefficients are computed
-        pf = getattr(net, "post_filter", None)
-        self._filter = None if pf is None else FilterStream(pf)
-        self.post_filter_frames = 0 if pf is None else int(pf.frames)
+        self._filter = None if model.post_filter is None else FilterStream(model.post_filter)
+        self.post_filter_frames = 0 if self._filter is None else self._filter.frames
         propagate = cnn_propagate_fn(net)
         self._channels = propagate.channels
 

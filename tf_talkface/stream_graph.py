@@ -191,7 +191,7 @@ class LSTMStreamGraph(_StreamGraph):
         self.delay, self.context = int(model.delay), int(model.context)
         self.stack = StackedLSTMInference(model.net)
         self.out_dim = self.stack.output_dim
-        self.filter = None if model.output_filter is None else _GraphFilter(model.output_filter)
+        self.filter = None if model.post_filter is None else _GraphFilter(model.post_filter)
         n_state = 2 * sum(self.stack.units)
         f32, i32 = tf.float32, tf.int32
         self.state_specs = {
@@ -388,8 +388,8 @@ class CNNStreamGraph(_StreamGraph):
         ts = getattr(net, "target_scale", None)  # standardised targets: the fixed read-out
         self.t_std = None if ts is None else tf.constant(np.asarray(ts.std, np.float32))
         self.t_mean = None if ts is None else tf.constant(np.asarray(ts.mean, np.float32))
-        pf = getattr(net, "post_filter", None)  # +-K frames of coefficients (issue 11)
-        self.filter = None if pf is None else _GraphFilter(pf)
+        # +-K frames of coefficients (issue 11)
+        self.filter = None if model.post_filter is None else _GraphFilter(model.post_filter)
         f32 = tf.float32
         self.level = model.level
         self.state_specs = {f"state_buffer{i}": tf.TensorSpec([None, c], f32)
