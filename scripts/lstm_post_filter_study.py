@@ -59,7 +59,7 @@ def _scores(out: dict, apply, sets=("val", "test", "heldout")) -> dict:
 def main() -> None:
     from tf_talkface.audio.io import load_audio
     from tf_talkface.metrics import mouth_rmse
-    from tf_talkface.models.layers import pad_frames, valid_filter
+    from tf_talkface.models.layers import filter_sequence
     from tf_talkface.post_filter import solve_filter
     from tf_talkface.saved_model import load_model
 
@@ -117,7 +117,7 @@ def main() -> None:
 
             def apply(p):
                 c = codes(p)
-                f = valid_filter(pad_frames(c, frames, pad), kernel, bias)
+                f = filter_sequence(c, kernel, bias, pad)
                 return (p.reshape(len(p), -1) + (f - c) @ comps).reshape(-1, 68, 2)
 
             print(f"fit {fit}, {pad}, {k} components, +-{frames}, ridge {ridge:g}:",

@@ -60,7 +60,7 @@ from tf_talkface.config import FPS, LogMelConfig
 from tf_talkface.data.manifest import write_json_atomic
 from tf_talkface.card import CARD_FILE, CARD_FORMAT, BASIS_FILE, ModelError
 
-__all__ = ["ExportError", "TrainedModel", "load_trained", "python_path_predict", "apply_filter",
+__all__ = ["ExportError", "TrainedModel", "load_trained", "python_path_predict",
            "output_filter_layer", "export_model", "export", "main"]
 
 GRID_PROVENANCE = {
@@ -362,7 +362,7 @@ def python_path_predict(model: TrainedModel, waveform: np.ndarray,
         x = add_context(logmel_delta_features(y, LogMelConfig()), model.context)[None]
         pred = undelay(np.asarray(model.net(x, training=False))[0], model.delay)
         if model.output_filter is not None:
-            pred = apply_filter(model.output_filter, pred)
+            pred = model.output_filter.numpy(pred)
         return pred.reshape(-1, 68, 2).astype(np.float32)
     from tf_talkface.models import cnn as C
     from tf_talkface.models.cnn import generate_tc, pad_and_scale
@@ -380,15 +380,6 @@ def python_path_predict(model: TrainedModel, waveform: np.ndarray,
     else:
         codes = model.net(w, training=False)
     return model.basis.reconstruct(np.asarray(codes)[0]).astype(np.float32)
-
-
-def apply_filter(layer: Any, x: np.ndarray) -> np.ndarray:
-    """A ``TemporalFilter`` on one sequence in numpy: (T, dim) -> (T, dim) float32, the
-    sequence continued beyond its ends by the layer's padding."""
-    from tf_talkface.models.layers import pad_frames, valid_filter
-
-    return valid_filter(pad_frames(np.asarray(x, np.float32), layer.frames, layer.padding),
-                        np.asarray(layer.kernel), np.asarray(layer.bias))
 
 
 # ----------------------------------------------------------------------------- the graph

@@ -3,7 +3,7 @@
 ``python -m tf_talkface.post_filter --model saved_models/checkpoints/cnn_nr_voices5.json
 --data tfrecords/grid_s1_2020 --frames 16 --out saved_models/checkpoints/NAME.json``
 ``python -m tf_talkface.post_filter --model saved_models/checkpoints/lstm_voices.json
---data tfrecords/grid_s1_2018 --frames 16 --components 10 --out saved_models/checkpoints/NAME.json``
+--data tfrecords/grid_s1_2018 --frames 4 --components 10 --out runs/NAME.json``
 
 Why: the 2020 CNN predicts each frame's PCA coefficients from a 280-ms window of audio, so its
 frames do not see the syllables around them, and its output is a shrunken, delayed-looking
@@ -198,14 +198,14 @@ def _fit_record(raw: list, true: list, kernel: np.ndarray, bias: np.ndarray, fra
                 ridge: float, padding: str, data: Path, split: str, noise: Any, snrs: tuple,
                 seed: int, n_noises: int, t0: float) -> dict:
     """What a fit used, and per-component R^2 on the fitted split before and after."""
-    from tf_talkface.models.layers import pad_frames, valid_filter
+    from tf_talkface.models.layers import filter_sequence
     from tf_talkface.train import file_sha1
 
     def r2(pred):
         p, t = np.concatenate(pred).astype(np.float64), np.concatenate(true).astype(np.float64)
         return [round(float(v), 4) for v in 1 - ((p - t) ** 2).sum(0) / ((t - t.mean(0)) ** 2).sum(0)]
 
-    filtered = [valid_filter(pad_frames(a, frames, padding), kernel, bias) for a in raw]
+    filtered = [filter_sequence(a, kernel, bias, padding) for a in raw]
     return {"frames": int(frames), "ridge": float(ridge), "padding": padding,
             "data": str(data), "split": split,
             "noise": None if noise is None else {"folder": str(noise), "snr_db": list(snrs),

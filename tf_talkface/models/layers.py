@@ -111,6 +111,11 @@ class TemporalFilter(keras.layers.Layer):
                                    keras.ops.repeat(x[:, -1:], k, axis=1)], axis=1)
         return keras.ops.conv(x, self.kernel, strides=1, padding="valid") + self.bias
 
+    def numpy(self, x: np.ndarray) -> np.ndarray:
+        """The layer on one sequence in numpy: (T, dim) -> (T, dim) float32
+        (:func:`filter_sequence`)."""
+        return filter_sequence(x, np.asarray(self.kernel), np.asarray(self.bias), self.padding)
+
     def compute_output_shape(self, input_shape: Any) -> Any:
         return input_shape
 
@@ -150,6 +155,18 @@ def valid_filter(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndar
     return out.astype(np.float32)
 
 
+def filter_sequence(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray,
+                    padding: str) -> np.ndarray:
+    """:class:`TemporalFilter` weights on one whole sequence in numpy: (T, dim) -> (T, dim)
+    float32, the sequence continued beyond its ends by ``padding`` (:func:`pad_frames`,
+    :func:`valid_filter`; ``K = (len(kernel) - 1) / 2``).
+
+    Raises:
+        ValueError: an unknown ``padding``.
+    """
+    frames = (len(kernel) - 1) // 2
+    return valid_filter(pad_frames(np.asarray(x, np.float32), frames, padding), kernel, bias)
+
 
 def fold_pca_filter(mean: np.ndarray, components: np.ndarray, kernel: np.ndarray,
                     bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,6 +202,7 @@ def fold_pca_filter(mean: np.ndarray, components: np.ndarray, kernel: np.ndarray
     full[len(w) // 2] += np.eye(d) - c.T @ c
     b = np.asarray(bias, np.float64) @ c + m @ c.T @ c - m @ c.T @ w.sum(0) @ c
     return full.astype(np.float32), b.astype(np.float32)
+
 
 # --- PyTorch -> Keras building blocks (ATVGnet, DAVS; docs/atvgnet_davs.md §P) -----------------
 
